@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: MIT
+"""The ``thoughtgrad`` command: one subcommand per study.
+
+Each subcommand lives in its own module of this package and exposes
+``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
+Errors a user can fix (:class:`~thoughtgrad.errors.UserError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from thoughtgrad import __version__
+from thoughtgrad.errors import UserError
+
+# Subcommand modules, in the order `thoughtgrad --help` lists them.
+COMMANDS: list[str] = [
+    "toy",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thoughtgrad",
+        description=(
+            "Measure what chain-of-thought ('slow thinking') versus direct-answer ('fast "
+            "thinking') supervision does to a language model while it learns. Every study "
+            "writes a run directory (manifest.json + Parquet tables readable with pandas)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"thoughtgrad {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"thoughtgrad.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: results written so far are kept; re-run the same command "
+              "to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: MIT
+"""Small pieces shared by the subcommands: argument types, progress bars, tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import pandas as pd
+
+T = TypeVar("T")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults in --help and keep description line breaks."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """Parse ``1,2,4`` or ``2-6`` (inclusive) or a mix: ``2-4,7``."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a list like 1,2,4 or 2-6") from None
+    if not out:
+        raise argparse.ArgumentTypeError("empty list")
+    return out
+
+
+def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
+             unit: str = "it", disable: bool | None = None) -> Iterator[T]:
+    """A tqdm progress bar on stderr (hidden when stderr is not a terminal and CI is set)."""
+    from tqdm.auto import tqdm
+
+    if disable is None:
+        disable = not sys.stderr.isatty()
+    yield from tqdm(items, total=total, desc=desc, unit=unit, disable=disable,
+                    dynamic_ncols=True, file=sys.stderr)
+
+
+def print_table(df: pd.DataFrame, *, title: str | None = None, floatfmt: str = ".3f") -> None:
+    """Print a DataFrame as an aligned plain-text table on stdout."""
+    if title:
+        print(title)
+    with pd.option_context("display.max_rows", 500, "display.max_columns", 50,
+                           "display.width", 200,
+                           "display.float_format", lambda v: format(v, floatfmt)):
+        print(df.to_string(index=False))

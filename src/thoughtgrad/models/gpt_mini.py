@@ -1,0 +1,248 @@
+# SPDX-License-Identifier: MIT
+"""gpt_mini: a tiny pre-LayerNorm decoder for the toy chain-of-thought lab.
+
+Read top to bottom: config, attention, MLP, block, model, checkpoints. Q, K, V and O are
+separate ``nn.Linear`` layers (the spectra study measures each role on its own), positions
+are learned, and initialisation is seeded. Parameter names follow one pattern that
+``models/roles.py`` maps to ``(layer, role)``::
+
+    blocks.{i}.attn.{q,k,v,o}.weight     blocks.{i}.mlp.{up,down}.weight
+
+With ``n_loops > 1`` (the recurrent-depth variant) the block stack is applied
+``n_loops`` times with shared weights; each pass re-injects the embedded input
+(``h <- blocks(h + e)`` for passes after the first), so ``n_loops = 1`` is exactly the
+ordinary stack.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from thoughtgrad.errors import UserError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class GPTMiniConfig:
+    """The whole model spec; defaults are the seed's d=128, h=4, L=4 (runs on a CPU)."""
+
+    vocab_size: int = 32
+    block_size: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 128
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    bias: bool = True
+    n_loops: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio"):
+            if getattr(self, name) < 1:
+                raise UserError(f"gpt_mini config: {name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_head:
+            raise UserError(f"gpt_mini config: d_model={self.d_model} is not divisible by "
+                            f"n_head={self.n_head}")
+        if self.n_loops < 1:
+            raise UserError(f"gpt_mini config: n_loops (r) must be >= 1, got {self.n_loops}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"gpt_mini config: dropout must be in [0, 1), got {self.dropout}")
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with separate Q, K, V, O projections."""
+
+    def __init__(self, cfg: GPTMiniConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.n_head = cfg.n_head
+        self.q = nn.Linear(d, d, bias=cfg.bias)
+        self.k = nn.Linear(d, d, bias=cfg.bias)
+        self.v = nn.Linear(d, d, bias=cfg.bias)
+        self.o = nn.Linear(d, d, bias=cfg.bias)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: Float[Tensor, "B T D"],
+                attn_mask: Tensor | None = None) -> Float[Tensor, "B T D"]:
+        B, T, D = x.shape
+        H = self.n_head
+        q = self.q(x).view(B, T, H, D // H).transpose(1, 2)  # B H T Dh
+        k = self.k(x).view(B, T, H, D // H).transpose(1, 2)  # B H T Dh
+        v = self.v(x).view(B, T, H, D // H).transpose(1, 2)  # B H T Dh
+        p = self.dropout if self.training else 0.0
+        if attn_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        y = y.transpose(1, 2).reshape(B, T, D)  # B T D
+        return self.o(y)
+
+
+class MLP(nn.Module):
+    """Two-layer GELU MLP: ``down(gelu(up(x)))``."""
+
+    def __init__(self, cfg: GPTMiniConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=cfg.bias)
+        self.down = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=cfg.bias)
+
+    def forward(self, x: Float[Tensor, "B T D"]) -> Float[Tensor, "B T D"]:
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: ``x + attn(ln1 x)``, then ``x + mlp(ln2 x)``."""
+
+    def __init__(self, cfg: GPTMiniConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Float[Tensor, "B T D"],
+                attn_mask: Tensor | None = None) -> Float[Tensor, "B T D"]:
+        x = x + self.drop(self.attn(self.ln1(x), attn_mask))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class GPTMini(nn.Module):
+    """Token + learned position embeddings, ``n_layer`` blocks, final LayerNorm, LM head.
+
+    The LM head is untied from the embedding so every weight has one role.
+    """
+
+    def __init__(self, cfg: GPTMiniConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.reset_parameters(cfg.seed)
+
+    @torch.no_grad()
+    def reset_parameters(self, seed: int) -> None:
+        """Seeded GPT-2 style init: N(0, 0.02), residual projections scaled by 1/sqrt(2L)."""
+        gen = torch.Generator().manual_seed(seed)
+        depth = self.config.n_layer * self.config.n_loops
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif ".ln" in name or name.startswith("ln_f"):
+                p.fill_(1.0)
+            else:
+                std = 0.02 / math.sqrt(2 * depth) if name.endswith(("o.weight", "down.weight")) \
+                    else 0.02
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+    def forward(self, idx: Int[Tensor, "B T"], *, n_loops: int | None = None,
+                attention_mask: Int[Tensor, "B T"] | None = None) -> Float[Tensor, "B T V"]:
+        """Logits for every position. ``n_loops`` overrides the trained loop count.
+
+        ``attention_mask`` (1 = real token) is only needed for left-padded batches;
+        right padding needs none because attention is causal.
+        """
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise UserError(f"sequence of {T} tokens exceeds block_size "
+                            f"{self.config.block_size}")
+        r = self.config.n_loops if n_loops is None else n_loops
+        if r < 1:
+            raise UserError(f"n_loops (r) must be >= 1, got {r}")
+        pos = torch.arange(T, device=idx.device)
+        if attention_mask is not None:
+            pos = (attention_mask.cumsum(1) - 1).clamp(min=0)  # B T
+        e = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # B T D
+        mask = None
+        if attention_mask is not None:
+            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            mask = causal[None, None] & attention_mask.bool()[:, None, None, :]  # B 1 T T
+            mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)[None, None]
+        h = e
+        for loop in range(r):
+            if loop > 0:
+                h = h + e
+            for block in self.blocks:
+                h = block(h, mask)
+        return self.lm_head(self.ln_f(h))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, context: int) -> float:
+        """Forward FLOPs per token position (2 per multiply-add), matmuls plus attention."""
+        c = self.config
+        per_layer = 2 * (4 * c.d_model**2 + 2 * c.mlp_ratio * c.d_model**2) + 4 * context * c.d_model
+        return float(c.n_loops * c.n_layer * per_layer + 2 * c.d_model * c.vocab_size)
+
+    # -- checkpoints ----------------------------------------------------------------
+    def save(self, directory: str | Path, *, extra: dict | None = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"model_type": "gpt_mini", **asdict(self.config), **(extra or {})}
+        (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(d / WEIGHTS_FILE))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> GPTMini:
+        """Load a checkpoint written by :meth:`save`; one-line errors when it is broken."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        cfg_path, w_path = d / CONFIG_FILE, d / WEIGHTS_FILE
+        if not d.is_dir():
+            raise UserError(f"checkpoint {d}: no such directory")
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise UserError(f"checkpoint {d}: missing {CONFIG_FILE} or {WEIGHTS_FILE}")
+        try:
+            meta = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"checkpoint {cfg_path}: corrupt JSON ({exc})") from None
+        if meta.get("model_type") != "gpt_mini":
+            raise UserError(f"checkpoint {cfg_path}: model_type is {meta.get('model_type')!r}, "
+                            "expected 'gpt_mini'")
+        known = {f.name for f in fields(GPTMiniConfig)}
+        cfg = GPTMiniConfig(**{k: v for k, v in meta.items() if k in known})
+        model = cls(cfg)
+        try:
+            state = load_file(str(w_path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"checkpoint {w_path}: corrupt weights ({exc})") from None
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise UserError(f"checkpoint {w_path}: weights do not match the config "
+                            f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+        return model.to(device).eval()
+
+
+def read_checkpoint_meta(directory: str | Path) -> dict:
+    """The checkpoint's ``config.json`` (model config plus extras such as task and regime)."""
+    p = Path(directory) / CONFIG_FILE
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {directory}: missing {CONFIG_FILE}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"checkpoint {p}: corrupt JSON ({exc})") from None

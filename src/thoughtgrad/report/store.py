@@ -1,0 +1,230 @@
+# SPDX-License-Identifier: MIT
+"""The run directory: ``manifest.json`` plus tidy Parquet tables.
+
+Layout (see ``docs/architecture.md``)::
+
+    runs/<name>/
+      manifest.json          config, seed, versions, model id, data hashes, status
+      <table>.parquet/       a directory of shards part-00000.parquet, ... (appendable)
+      <table>.parquet        or a single file for tables written once
+      figures/
+
+Every table can be read with ``pandas.read_parquet(path)`` whether it is a file or a
+directory of shards. Appending writes a new shard atomically (write to a temp name,
+then rename), so a killed run keeps every shard it finished and loses nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from thoughtgrad.errors import UserError
+
+MANIFEST = "manifest.json"
+STATUSES = ("running", "completed", "failed", "interrupted")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape the numbers."""
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("thoughtgrad", "torch", "transformers", "tokenizers", "numpy", "pandas"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class RunDir:
+    """One run directory: the manifest and the run's tables.
+
+    Create with :meth:`create` (a new or resumed run) or :meth:`open` (read an existing
+    one). Library code appends rows; the CLI sets the status.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    # -- creation -----------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, command: str, config: Any = None,
+               seed: int | None = None, **extra: Any) -> RunDir:
+        """Make (or reopen for resuming) a run directory and write its manifest.
+
+        Fails with a one-line :class:`UserError` when the directory cannot be written.
+        An existing manifest is kept and updated (resume), never replaced.
+        """
+        run = cls(path)
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            probe = run.path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"output directory {run.path} is not writable: "
+                            f"{exc.strerror or exc}") from None
+        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        manifest = run.manifest() if (run.path / MANIFEST).exists() else {}
+        resumed = bool(manifest)
+        manifest.setdefault("created", now)
+        manifest.update({
+            "command": command,
+            "config": _jsonable(config.__dict__ if hasattr(config, "__dataclass_fields__")
+                                else config) if config is not None else manifest.get("config"),
+            "seed": seed,
+            "versions": package_versions(),
+            "status": "running",
+            "updated": now,
+        })
+        if hasattr(config, "__dataclass_fields__"):
+            import dataclasses
+            manifest["config"] = _jsonable(dataclasses.asdict(config))
+        if resumed:
+            manifest["resumed"] = int(manifest.get("resumed", 0)) + 1
+        manifest.update(_jsonable(extra))
+        run.write_manifest(manifest)
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDir:
+        """Open an existing run directory for reading (reports, compare)."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise UserError(f"{run.path}: not a run directory (it does not exist)")
+        return run
+
+    # -- manifest -----------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        """The manifest as a dict ({} when there is none)."""
+        p = self.path / MANIFEST
+        if not p.exists():
+            return {}
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{p}: corrupt manifest ({exc.msg} at line {exc.lineno})") from None
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        _atomic_write_text(self.path / MANIFEST, json.dumps(_jsonable(manifest), indent=2) + "\n")
+
+    def update_manifest(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the manifest (top level) and write it atomically."""
+        m = self.manifest()
+        m.update(_jsonable(fields))
+        m["updated"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        self.write_manifest(m)
+        return m
+
+    def set_status(self, status: str, **fields: Any) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}")
+        self.update_manifest(status=status, **fields)
+
+    # -- tables -------------------------------------------------------------------
+    def table_path(self, name: str) -> Path:
+        return self.path / f"{name}.parquet"
+
+    def has_table(self, name: str) -> bool:
+        p = self.table_path(name)
+        return p.is_file() or (p.is_dir() and any(p.glob("part-*.parquet")))
+
+    def append(self, name: str, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> Path | None:
+        """Append rows to table ``name`` as a new shard; return the shard path.
+
+        The shard is written under a temporary name and renamed, so readers never see
+        half a shard. Empty input writes nothing.
+        """
+        df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        if df.empty:
+            return None
+        d = self.table_path(name)
+        if d.is_file():
+            raise UserError(f"{d}: is a single-file table; cannot append shards to it")
+        d.mkdir(parents=True, exist_ok=True)
+        existing = sorted(d.glob("part-*.parquet"))
+        idx = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+        target = d / f"part-{idx:05d}.parquet"
+        tmp = d / f".part-{idx:05d}.parquet.tmp"
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+        return target
+
+    def write(self, name: str, df: pd.DataFrame) -> Path:
+        """Write table ``name`` as one file, replacing any previous version atomically."""
+        target = self.table_path(name)
+        if target.is_dir():
+            import shutil
+            shutil.rmtree(target)
+        tmp = target.with_name(f".{target.name}.tmp")
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+        return target
+
+    def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Read table ``name`` (file or shard directory) into one DataFrame."""
+        return read_table(self.table_path(name), columns=columns)
+
+    def figures_dir(self) -> Path:
+        d = self.path / "figures"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def read_table(path: str | os.PathLike[str], columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet table that is a file or a directory of ``part-*.parquet`` shards."""
+    p = Path(path)
+    if p.is_file():
+        return pd.read_parquet(p, columns=columns)
+    if p.is_dir():
+        parts = sorted(p.glob("part-*.parquet"))
+        if not parts:
+            return pd.DataFrame(columns=columns or [])
+        return pd.concat([pd.read_parquet(f, columns=columns) for f in parts], ignore_index=True)
+    raise UserError(f"{p}: no such table")
