@@ -14,7 +14,12 @@ T = TypeVar("T")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults in --help and keep description line breaks."""
+    """Show defaults in --help (except unset ``None`` ones) and keep description line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default == [] or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def positive_int(text: str) -> int:

@@ -30,6 +30,7 @@ from torch import Tensor
 from thoughtgrad.errors import UserError
 
 CONFIG_FILE = "config.json"
+KV = tuple[Tensor, Tensor]  # cached keys and values, each B H T Dh
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -89,6 +90,24 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, D)  # B T D
         return self.o(y)
 
+    def forward_cached(self, x: Float[Tensor, "B t D"], past: KV | None
+                       ) -> tuple[Float[Tensor, "B t D"], KV]:
+        """Incremental attention for decoding: prefill (``past`` None, causal) or one new
+        token attending to the cached keys and values."""
+        B, t, D = x.shape
+        H = self.n_head
+        q = self.q(x).view(B, t, H, D // H).transpose(1, 2)  # B H t Dh
+        k = self.k(x).view(B, t, H, D // H).transpose(1, 2)  # B H t Dh
+        v = self.v(x).view(B, t, H, D // H).transpose(1, 2)  # B H t Dh
+        if past is not None:
+            if t != 1:
+                raise ValueError("cached decoding takes one new token at a time")
+            k = torch.cat([past[0], k], dim=2)  # B H T Dh
+            v = torch.cat([past[1], v], dim=2)  # B H T Dh
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=past is None)
+        y = y.transpose(1, 2).reshape(B, t, D)  # B t D
+        return self.o(y), (k, v)
+
 
 class MLP(nn.Module):
     """Two-layer GELU MLP: ``down(gelu(up(x)))``."""
@@ -117,6 +136,12 @@ class Block(nn.Module):
                 attn_mask: Tensor | None = None) -> Float[Tensor, "B T D"]:
         x = x + self.drop(self.attn(self.ln1(x), attn_mask))
         return x + self.drop(self.mlp(self.ln2(x)))
+
+    def forward_cached(self, x: Float[Tensor, "B t D"], past: KV | None
+                       ) -> tuple[Float[Tensor, "B t D"], KV]:
+        a, kv = self.attn.forward_cached(self.ln1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
 
 
 class GPTMini(nn.Module):
@@ -159,7 +184,7 @@ class GPTMini(nn.Module):
         right padding needs none because attention is causal.
         """
         B, T = idx.shape
-        if T > self.config.block_size:
+        if self.config.block_size < T:
             raise UserError(f"sequence of {T} tokens exceeds block_size "
                             f"{self.config.block_size}")
         r = self.config.n_loops if n_loops is None else n_loops
@@ -182,13 +207,39 @@ class GPTMini(nn.Module):
                 h = block(h, mask)
         return self.lm_head(self.ln_f(h))
 
+    @torch.no_grad()
+    def forward_cached(self, idx: Int[Tensor, "B t"], cache: list[KV] | None, start: int, *,
+                       n_loops: int | None = None) -> tuple[Float[Tensor, "B t V"], list[KV]]:
+        """Decode with a key/value cache: ``idx`` holds the tokens at positions
+        ``start .. start+t-1``; ``cache`` (None for the prefill) holds one entry per
+        (loop, block). Gives the same logits as :meth:`forward` on the whole sequence."""
+        r = self.config.n_loops if n_loops is None else n_loops
+        if r < 1:
+            raise UserError(f"n_loops (r) must be >= 1, got {r}")
+        t = idx.shape[1]
+        if start + t > self.config.block_size:
+            raise UserError(f"sequence of {start + t} tokens exceeds block_size "
+                            f"{self.config.block_size}")
+        pos = torch.arange(start, start + t, device=idx.device)
+        e = self.tok_emb(idx) + self.pos_emb(pos)  # B t D
+        h, new, j = e, [], 0
+        for loop in range(r):
+            if loop > 0:
+                h = h + e
+            for block in self.blocks:
+                h, kv = block.forward_cached(h, None if cache is None else cache[j])
+                new.append(kv)
+                j += 1
+        return self.lm_head(self.ln_f(h)), new
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self, context: int) -> float:
         """Forward FLOPs per token position (2 per multiply-add), matmuls plus attention."""
         c = self.config
-        per_layer = 2 * (4 * c.d_model**2 + 2 * c.mlp_ratio * c.d_model**2) + 4 * context * c.d_model
+        matmuls = 4 * c.d_model**2 + 2 * c.mlp_ratio * c.d_model**2
+        per_layer = 2 * matmuls + 4 * context * c.d_model
         return float(c.n_loops * c.n_layer * per_layer + 2 * c.d_model * c.vocab_size)
 
     # -- checkpoints ----------------------------------------------------------------

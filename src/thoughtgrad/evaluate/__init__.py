@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""Decoding, per-K accuracy, majority vote and pass@k."""

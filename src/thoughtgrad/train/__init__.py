@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""The one supervised fine-tuning loop every regime shares, and its callbacks."""

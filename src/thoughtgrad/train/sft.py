@@ -1,0 +1,298 @@
+# SPDX-License-Identifier: MIT
+"""The supervised fine-tuning loop used by every regime (STYLE rule 10).
+
+Chain-of-thought is a data change, not a loss change (seed 003): the loop below is the
+same for answer-only, CoT, simplified or half-step responses, for gpt_mini and for any
+Hugging Face causal LM. Per step: prompt-masked cross-entropy (mean over the batch's
+response tokens, in nats), backward, probes read the pre-clip gradients, clip the global
+norm, AdamW step. Probes are callbacks; they read state and never touch the optimizer.
+
+Checkpoints (``checkpoint_dir``) hold the model, optimizer, step and RNG state, so a run
+killed mid-way resumes from its last checkpoint with the same batches (batches are a
+function of the step number).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from thoughtgrad.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and loop settings; defaults are the toy lab's (seed 003), CPU-sized."""
+
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    checkpoint_every: int | None = None
+    on_nonfinite: str = "stop"
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise UserError(f"train config: steps must be >= 0, got {self.steps}")
+        if self.batch_size < 1:
+            raise UserError(f"train config: batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise UserError(f"train config: lr must be > 0, got {self.lr}")
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise UserError(f"train config: on_nonfinite must be 'stop' or 'skip', "
+                            f"got {self.on_nonfinite!r}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise UserError(f"train config: grad_clip must be > 0 or None, got {self.grad_clip}")
+
+
+@dataclass
+class Batch:
+    """Token ids, labels aligned to them (HF convention; -100 = no loss), attention mask."""
+
+    input_ids: Int[Tensor, "B T"]
+    labels: Int[Tensor, "B T"]
+    attention_mask: Int[Tensor, "B T"] | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.input_ids.to(device), self.labels.to(device),
+                     None if self.attention_mask is None else self.attention_mask.to(device))
+
+    @property
+    def n_tokens(self) -> int:
+        """Loss-carrying tokens (labels shifted by one: position 0 is never a target)."""
+        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def logits_of(model: nn.Module, batch: Batch) -> Float[Tensor, "B T V"]:
+    """Logits for every position, for gpt_mini or a Hugging Face causal LM."""
+    from thoughtgrad.models.gpt_mini import GPTMini
+
+    if isinstance(model, GPTMini):
+        return model(batch.input_ids)
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+    return out.logits
+
+
+def lm_loss(logits: Float[Tensor, "B T V"], labels: Int[Tensor, "B T"],
+            reduction: str = "mean") -> Tensor:
+    """Next-token cross-entropy in nats over positions whose (shifted) label is not -100.
+
+    ``mean``: mean over all loss-carrying tokens of the batch (a scalar); ``sum``: their
+    sum; ``sample_mean``: each sample's own mean, shape ``[B]``; ``none``: per position,
+    shape ``[B, T-1]`` (0 where masked).
+    """
+    B, T, V = logits.shape
+    shift_logits = logits[:, :-1].reshape(-1, V).float()  # B*(T-1) V
+    shift_labels = labels[:, 1:].reshape(-1)  # B*(T-1)
+    per = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX,
+                          reduction="none").view(B, T - 1)  # B T-1
+    mask = labels[:, 1:] != IGNORE_INDEX
+    if reduction == "none":
+        return per
+    if reduction == "sum":
+        return per.sum()
+    if reduction == "sample_mean":
+        return per.sum(1) / mask.sum(1).clamp(min=1)
+    if reduction == "mean":
+        return per.sum() / mask.sum().clamp(min=1)
+    raise ValueError(f"unknown reduction {reduction!r}")
+
+
+@dataclass
+class TrainState:
+    """What callbacks may read. ``grad_norm`` is the global pre-clip norm (after backward)."""
+
+    step: int
+    model: nn.Module
+    batch: Batch | None = None
+    loss: float = math.nan
+    grad_norm: float = math.nan
+    lr: float = math.nan
+    skipped: bool = False
+    params: list[Tensor] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Callback(Protocol):
+    """Probe interface; every method is optional."""
+
+    def on_train_start(self, state: TrainState) -> None: ...
+    def after_backward(self, state: TrainState) -> None: ...
+    def on_step_end(self, state: TrainState) -> None: ...
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    final_loss: float
+    losses: list[float]
+    seconds: float
+    tokens: int
+    stopped_reason: str | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else math.nan
+
+
+def _call(callbacks: Sequence[Any], name: str, state: TrainState) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, name, None)
+        if fn is not None:
+            fn(state)
+
+
+def total_grad_norm(params: Sequence[Tensor]) -> float:
+    """Global L2 norm of the parameters' gradients (fp32), without modifying them."""
+    norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    if not norms:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack(norms)))
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up then cosine decay to ``min_lr_ratio * lr``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    ratio = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * ratio
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases, norms or embeddings' 1-D params)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def _save_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int,
+                losses: list[float], save_model: Callable[[nn.Module, Path], None] | None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{STATE_FILE}.tmp"
+    torch.save({"step": step, "optimizer": opt.state_dict(),
+                "model": None if save_model else model.state_dict(),
+                "losses": losses, "rng": torch.get_rng_state()}, tmp)
+    if save_model is not None:
+        save_model(model, directory)
+    tmp.replace(directory / STATE_FILE)
+    (directory / "trainer_state.json").write_text(json.dumps({"step": step}) + "\n")
+
+
+def _load_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                load_model: Callable[[nn.Module, Path], None] | None) -> tuple[int, list[float]]:
+    path = directory / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a corrupt checkpoint
+        raise UserError(f"checkpoint {path}: cannot be read ({exc})") from None
+    if load_model is not None:
+        load_model(model, directory)
+    else:
+        model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return int(state["step"]), list(state["losses"])
+
+
+def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
+          callbacks: Sequence[Any] = (), *, device: torch.device | str = "cpu",
+          checkpoint_dir: str | Path | None = None,
+          save_model: Callable[[nn.Module, Path], None] | None = None,
+          load_model: Callable[[nn.Module, Path], None] | None = None,
+          progress: Callable[[int, int, float], None] | None = None,
+          loss_fn: Callable[[nn.Module, Batch], Tensor] | None = None) -> TrainResult:
+    """Train ``model`` for ``cfg.steps`` steps on ``batches(step)``; return a result.
+
+    ``batches`` maps a step number to its batch, so a resumed run sees the same data.
+    ``loss_fn(model, batch)`` defaults to :func:`lm_loss` (mean) over :func:`logits_of`.
+    A non-finite loss or gradient stops the run (``on_nonfinite="stop"``; the last good
+    checkpoint is kept) or skips the update (``"skip"``, ``state.skipped`` is set).
+    """
+    torch.manual_seed(cfg.seed)
+    model.to(device).train()
+    opt = make_optimizer(cfg, model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    start, losses = 0, []
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckpt is not None and (ckpt / STATE_FILE).exists():
+        start, losses = _load_state(ckpt, model, opt, load_model)
+        log.info("resumed from %s at step %d", ckpt, start)
+    compute = loss_fn or (lambda m, b: lm_loss(logits_of(m, b), b.labels))
+    state = TrainState(step=start, model=model, params=params)
+    _call(callbacks, "on_train_start", state)
+    tokens, stopped = 0, None
+    t0 = time.perf_counter()
+    step = start
+    for step in range(start, cfg.steps):
+        batch = batches(step).to(device)
+        lr = lr_at(cfg, step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = compute(model, batch)
+        opt.zero_grad(set_to_none=True)
+        state.step, state.batch, state.lr, state.skipped = step, batch, lr, False
+        state.loss = float(loss.detach())
+        finite = math.isfinite(state.loss)
+        if finite:
+            loss.backward()
+            state.grad_norm = total_grad_norm(params)
+            finite = math.isfinite(state.grad_norm)
+        else:
+            state.grad_norm = math.nan
+        _call(callbacks, "after_backward", state)
+        if not finite:
+            if cfg.on_nonfinite == "stop":
+                stopped = f"non-finite loss or gradient at step {step}"
+                state.skipped = True
+                _call(callbacks, "on_step_end", state)
+                break
+            state.skipped = True
+        else:
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+        losses.append(state.loss)
+        tokens += int(batch.attention_mask.sum()) if batch.attention_mask is not None \
+            else batch.input_ids.numel()
+        _call(callbacks, "on_step_end", state)
+        if progress is not None:
+            progress(step + 1, cfg.steps, state.loss)
+        if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+            _save_state(ckpt, model, opt, step + 1, losses, save_model)
+    else:
+        step = cfg.steps
+    if ckpt is not None and stopped is None:
+        _save_state(ckpt, model, opt, cfg.steps, losses, save_model)
+    _call(callbacks, "on_train_end", state)
+    model.eval()
+    return TrainResult(steps_done=step if stopped else cfg.steps,
+                       final_loss=losses[-1] if losses else math.nan, losses=losses,
+                       seconds=time.perf_counter() - t0, tokens=tokens, stopped_reason=stopped)
