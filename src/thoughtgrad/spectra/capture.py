@@ -1,0 +1,196 @@
+# SPDX-License-Identifier: MIT
+"""Hooks that capture each linear layer's inputs ``X`` and output-gradients ``D``.
+
+:func:`capturing` is a context manager: on entry it freezes every parameter
+(``requires_grad=False``), puts the model in eval mode (dropout off), makes the input
+embeddings' output carry grad (so every activation does, while no weight gradient is ever
+computed) and installs a forward hook on each selected module; each forward call stores
+the module's input and registers a tensor hook on its output that stores the gradient
+arriving there. On exit, always (also after an exception), it removes every hook and
+restores ``requires_grad`` and the train/eval flags exactly as they were.
+
+Per-layer-type knowledge sits in one registry: ``@register_capture(nn.Linear)``,
+``@register_capture(Conv1D)``. A rule has the signature
+``(module, inputs, grad_output) -> dict[str, Factors]`` keyed by parameter name, where
+``Factors`` orients the pair so that the parameter's gradient is ``D^T X`` (up to
+transposition, which leaves singular values unchanged) and ``D``'s last dim indexes the
+layer's output features (the rows :mod:`thoughtgrad.models.roles` slices fused weights by).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+from jaxtyping import Float
+from torch import Tensor
+
+from thoughtgrad.errors import UserError
+
+
+class Factors(NamedTuple):
+    """``X`` (B T n) layer inputs and ``D`` (B T m) output-gradients; gradient = D^T X."""
+
+    x: Tensor
+    d: Tensor
+
+
+Rule = Callable[[nn.Module, Tensor, Tensor], dict[str, Factors]]
+
+
+@dataclass(frozen=True)
+class CaptureRule:
+    """A registered rule and the axis of the stored weight that indexes output features."""
+
+    factors: Rule
+    out_axis: int
+
+
+_RULES: dict[type, CaptureRule] = {}
+
+
+def register_capture(module_type: type, *, out_axis: int = 0) -> Callable[[Rule], Rule]:
+    """Register the factor rule of ``module_type`` (``out_axis``: output axis of its weight)."""
+
+    def deco(rule: Rule) -> Rule:
+        _RULES[module_type] = CaptureRule(rule, out_axis)
+        return rule
+
+    return deco
+
+
+def rule_for(module: nn.Module) -> CaptureRule:
+    """The rule of ``module``'s type (or a registered base class); UserError when none."""
+    for cls in type(module).__mro__:
+        if cls in _RULES:
+            return _RULES[cls]
+    raise UserError(f"no spectra capture rule for layer type {type(module).__name__}; "
+                    "register one with thoughtgrad.spectra.capture.register_capture")
+
+
+@register_capture(nn.Linear)
+def _linear(module: nn.Module, inputs: Float[Tensor, "B T n"],
+            grad_output: Float[Tensor, "B T m"]) -> dict[str, Factors]:
+    """y = x W^T + b: the weight (m x n) gradient is D^T X."""
+    return {"weight": Factors(inputs, grad_output)}
+
+
+def _register_conv1d() -> None:
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return
+
+    @register_capture(Conv1D, out_axis=1)
+    def _conv1d(module: nn.Module, inputs: Float[Tensor, "B T n"],
+                grad_output: Float[Tensor, "B T m"]) -> dict[str, Factors]:
+        """y = x W + b with W stored n x m: the weight gradient is X^T D = (D^T X)^T."""
+        return {"weight": Factors(inputs, grad_output)}
+
+
+_register_conv1d()
+
+
+@dataclass
+class Capture:
+    """What the hooks recorded, per module path, one entry per forward call."""
+
+    inputs: dict[str, list[Tensor]] = field(default_factory=dict)
+    grads: dict[str, dict[int, Tensor]] = field(default_factory=dict)
+
+    def factors(self, name: str, module: nn.Module) -> Factors:
+        """The module's factors over all its forward calls (concatenated along tokens).
+
+        A module applied several times in one forward (shared weights, looped depth) has
+        gradient sum_c D_c^T X_c = [D_1; D_2; ...]^T [X_1; X_2; ...].
+        """
+        xs = self.inputs.get(name, [])
+        gs = self.grads.get(name, {})
+        if not xs:
+            raise UserError(f"module {name} was not called in the forward pass")
+        ds = [gs.get(c) for c in range(len(xs))]
+        m = module.weight.shape[rule_for(module).out_axis]
+        ds = [torch.zeros(x.shape[:-1] + (m,), dtype=x.dtype, device=x.device)
+              if d is None else d for x, d in zip(xs, ds, strict=True)]
+        x = xs[0] if len(xs) == 1 else torch.cat(xs, dim=-2)  # B T' n
+        d = ds[0] if len(ds) == 1 else torch.cat(ds, dim=-2)  # B T' m
+        return rule_for(module).factors(module, x, d)["weight"]
+
+
+def input_embeddings(model: nn.Module) -> nn.Module:
+    """The token-embedding module of a Hugging Face model or gpt_mini."""
+    getter = getattr(model, "get_input_embeddings", None)
+    if callable(getter):
+        emb = getter()
+        if emb is not None:
+            return emb
+    emb = getattr(model, "tok_emb", None)
+    if isinstance(emb, nn.Module):
+        return emb
+    raise UserError(f"model {type(model).__name__}: cannot find its input embeddings")
+
+
+@contextlib.contextmanager
+def capturing(model: nn.Module, modules: Mapping[str, nn.Module]) -> Iterator[Capture]:
+    """Freeze ``model``, make activations carry grad, capture X and D of ``modules``.
+
+    Yields a :class:`Capture` filled by the forward and backward passes run inside the
+    block. Hooks are removed and parameter/mode flags restored on exit, always.
+    """
+    for name, module in modules.items():
+        rule_for(module)  # fail before touching the model
+        if not name:
+            raise UserError("cannot capture the root module")
+    cap = Capture()
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        model.eval()
+
+        def embed_hook(_mod: nn.Module, _inp: tuple, out: Tensor) -> Tensor:
+            return out.detach().requires_grad_(True)
+
+        handles.append(input_embeddings(model).register_forward_hook(embed_hook))
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(_make_forward_hook(name, cap, handles)))
+        yield cap
+    finally:
+        for h in handles:
+            h.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+def _make_forward_hook(name: str, cap: Capture, handles: list) -> Callable:
+    def hook(_mod: nn.Module, inputs: tuple, out: Tensor) -> None:
+        calls = cap.inputs.setdefault(name, [])
+        call = len(calls)
+        calls.append(inputs[0].detach())
+        if not out.requires_grad:
+            return
+
+        def grad_hook(grad: Tensor) -> None:
+            cap.grads.setdefault(name, {})[call] = grad.detach()
+
+        handles.append(out.register_hook(grad_hook))
+
+    return hook
+
+
+def forward_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """Logits (B T V) of a Hugging Face causal LM or gpt_mini, without a KV cache."""
+    from thoughtgrad.models.gpt_mini import GPTMini
+
+    if isinstance(model, GPTMini):
+        return model(input_ids, attention_mask=attention_mask)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return out.logits if hasattr(out, "logits") else out[0]

@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: MIT
+"""Statistics of a gradient's singular values and the per-sample loss they come from.
+
+Pure functions, batched over leading dims. Singular values arrive descending, possibly
+fewer than min(m, n) of them (the rest are known to be zero, see ``lowrank.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+RANK_RTOL = 1e-6
+"""Numerical rank counts singular values above ``RANK_RTOL * sigma_max``. fp32 QR and SVD
+resolve singular values to about 1e-7 of sigma_max, so smaller ones are noise."""
+
+IGNORE_INDEX = -100
+"""Label value of positions that carry no loss (prompt, padding), as in Hugging Face."""
+
+STAT_NAMES: tuple[str, ...] = ("nuclear", "sigma_max", "sigma_min", "ratio", "frobenius",
+                               "effective_rank", "rank")
+
+
+def spectrum_stats(s: Float[Tensor, "*S k"], full_dim: int) -> dict[str, Tensor]:
+    """Statistics of a matrix with singular values ``s`` (descending) and min(m, n) = full_dim.
+
+    ``nuclear`` = sum sigma; ``sigma_max``; ``sigma_min`` = the smallest of the full_dim
+    singular values (0 when k < full_dim); ``ratio`` = sigma_max / nuclear; ``frobenius`` =
+    sqrt(sum sigma^2); ``effective_rank`` = exp(-sum p log p) with p = sigma / nuclear (0 log 0
+    = 0); ``rank`` = #{sigma > RANK_RTOL sigma_max}. A zero matrix has ratio and effective
+    rank NaN and rank 0. Each value has shape ``*S``.
+    """
+    k = s.shape[-1]
+    if k > full_dim:
+        raise ValueError(f"{k} singular values for a matrix with min(m, n) = {full_dim}")
+    nuclear = s.sum(-1)
+    sigma_max = s[..., 0]
+    sigma_min = s[..., -1] if k == full_dim else torch.zeros_like(sigma_max)
+    p = s / nuclear[..., None]  # *S k
+    plogp = torch.where(p > 0, p * torch.log(p), torch.zeros_like(p))
+    return {
+        "nuclear": nuclear,
+        "sigma_max": sigma_max,
+        "sigma_min": sigma_min,
+        "ratio": sigma_max / nuclear,
+        "frobenius": torch.linalg.vector_norm(s, dim=-1),
+        "effective_rank": torch.exp(-plogp.sum(-1)),
+        "rank": (s > RANK_RTOL * sigma_max[..., None]).sum(-1),
+    }
+
+
+def token_cross_entropy(logits: Float[Tensor, "B T V"], labels: Int[Tensor, "B T"]
+                        ) -> tuple[Float[Tensor, "B T-1"], Tensor]:
+    """Per-token cross-entropy in nats with the causal shift (logits at t predict label t+1).
+
+    Returns the losses (0 where the label is ``IGNORE_INDEX``) and the boolean mask of
+    loss-carrying positions, both B x (T-1). Computed in float32 or wider.
+    """
+    target = labels[:, 1:]  # B T-1
+    logit = logits[:, :-1]  # B T-1 V
+    if logit.dtype not in (torch.float32, torch.float64):
+        logit = logit.float()
+    mask = target != IGNORE_INDEX
+    ce = F.cross_entropy(logit.reshape(-1, logit.shape[-1]),
+                         target.masked_fill(~mask, 0).reshape(-1),
+                         reduction="none").view(target.shape)  # B T-1
+    return ce * mask, mask
+
+
+def sample_losses(token_ce: Float[Tensor, "B T"], mask: Tensor, reduction: str
+                  ) -> Float[Tensor, " B"]:
+    """Each sample's loss: ``mean`` over its loss-carrying tokens (the paper's) or ``sum``.
+
+    A sample without loss-carrying tokens gets 0 under ``sum`` and NaN under ``mean``.
+    """
+    total = token_ce.sum(-1)
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / mask.sum(-1)
+    raise ValueError(f"loss_reduction must be 'mean' or 'sum', got {reduction!r}")
