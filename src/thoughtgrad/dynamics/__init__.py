@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""Training dynamics: gradient norms and spikes, gradient coherence, curvature, surprisal."""
