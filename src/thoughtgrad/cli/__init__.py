@@ -19,6 +19,8 @@ from thoughtgrad.errors import UserError
 # Subcommand modules, in the order `thoughtgrad --help` lists them.
 COMMANDS: list[str] = [
     "toy",
+    "spectra",
+    "variants",
 ]
 
 

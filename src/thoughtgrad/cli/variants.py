@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: MIT
+"""``thoughtgrad variants``: write CoT-level and response-kind variants of a data file.
+
+    thoughtgrad variants --data FILE --kind corrupted --seed 0 --out FILE
+    thoughtgrad variants --data FILE --all --out-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from thoughtgrad.cli.common import HelpFormatter
+from thoughtgrad.errors import UserError
+
+DESCRIPTION = """\
+From records with a step-by-step response (steps = paragraphs, lines or sentences; the
+answer = the final-answer line), write a variant in the same format as the input:
+
+  none        the bare final answer ("fast thinking")
+  simplified  every other step, then the answer line
+  detailed    all steps (the response unchanged)
+  half-steps  a seeded random half of the steps removed per sample, answer kept
+  irrelevant  responses permuted across instructions, no record keeps its own (seeded)
+  corrupted   one step's result changed and carried to later equal numbers and the final
+              answer; the problem's numbers kept (records with no number are left out)
+
+With --all, every kind is written to DIR/<stem>_<kind>.<ext>, names that
+`thoughtgrad spectra` turns into labels (cot_level, response_kind).
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from thoughtgrad.tasks.variants import KINDS
+
+    p = sub.add_parser("variants", help="write none/simplified/detailed/... variants of data",
+                       description=DESCRIPTION, formatter_class=HelpFormatter)
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="input .json / .jsonl / .parquet with step-by-step responses")
+    kinds = [k.replace("_", "-") for k in KINDS]
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--kind", choices=kinds, help="the variant to write")
+    which.add_argument("--all", action="store_true", help="write every kind (needs --out-dir)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="output file for --kind (its suffix picks the format)")
+    p.add_argument("--out-dir", default=None, metavar="DIR", help="output folder for --all")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the half-steps, irrelevant and corrupted choices")
+    p.add_argument("--prompt-field", default="instruction", help="field holding the prompt")
+    p.add_argument("--response-field", default="output", help="field holding the response")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from thoughtgrad.tasks.records import Labels, load_records, read_rows
+    from thoughtgrad.tasks.variants import KINDS, build_variant, variant_path, write_rows
+
+    if args.all and not args.out_dir:
+        raise UserError("--all writes one file per kind: give --out-dir DIR")
+    if args.kind and not args.out:
+        raise UserError("--kind writes one file: give --out FILE")
+    # Validate every record first (one-line errors naming file, record and field).
+    load_records(args.data, Labels("", None, "correct", ""), prompt_field=args.prompt_field,
+                 response_field=args.response_field)
+    rows = read_rows(args.data)
+    kinds = KINDS if args.all else (args.kind.replace("-", "_"),)
+    for kind in kinds:
+        result = build_variant(rows, kind, seed=args.seed, prompt_field=args.prompt_field,
+                               response_field=args.response_field)
+        out = variant_path(args.out_dir, args.data, kind) if args.all else args.out
+        path = write_rows(out, result.rows)
+        note = ""
+        if result.skipped:
+            note = (f"; {len(result.skipped)} records with no number to change left out "
+                    f"(first: record {result.skipped[0]})")
+        print(f"{kind}: {len(result.rows)} records -> {path}{note}")
+        if result.skipped:
+            print(f"warning: {args.data}: {len(result.skipped)} records left out of {kind}",
+                  file=sys.stderr)
+    return 0
