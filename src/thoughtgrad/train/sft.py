@@ -190,7 +190,14 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.AdamW:
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=_fused_ok(model))
+
+
+def _fused_ok(model: nn.Module) -> bool | None:
+    """Use the fused AdamW kernel when every parameter is float on CPU or CUDA."""
+    ps = list(model.parameters())
+    ok = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in ps)
+    return True if ok and ps else None
 
 
 def _save_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int,

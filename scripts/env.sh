@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Set up thoughtgrad's virtual environment (sourced by demo.sh and test.sh).
+#  - creates .venv (with access to system site-packages, so an existing torch is reused)
+#  - installs torch==2.13.0 (CPU build) ONLY when no torch can be imported: a bare `torch`
+#    requirement would pull a multi-GB CUDA build
+#  - installs thoughtgrad itself (editable), with extras given in $TG_EXTRAS
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${TG_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[thoughtgrad] creating virtual environment in $VENV" >&2
+  "$PY" -m venv --system-site-packages "$VENV"
+fi
+VPY="$VENV/bin/python"
+pip_q() { "$VPY" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 | grep -v "is ignored" >&2 || true; }
+if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
+  echo "[thoughtgrad] no torch found: installing torch==2.13.0" >&2
+  pip_q torch==2.13.0
+  "$VPY" -c "import torch" || { echo "torch install failed" >&2; exit 1; }
+fi
+STAMP="$VENV/.thoughtgrad-installed"
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "${TG_EXTRAS:-}" != "$(cat "$STAMP" 2>/dev/null)" ]; then
+  echo "[thoughtgrad] installing thoughtgrad${TG_EXTRAS:+[$TG_EXTRAS]}" >&2
+  pip_q -e "$ROOT${TG_EXTRAS:+[$TG_EXTRAS]}"
+  "$VPY" -c "import thoughtgrad" || { echo "thoughtgrad install failed" >&2; exit 1; }
+  printf '%s' "${TG_EXTRAS:-}" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: MIT
+"""The shared SFT loop: masking by gradients, learning, resuming, non-finite handling."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from thoughtgrad.experiments.toy import ToyConfig, evaluate_regime, split_for, train_regime
+from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
+from thoughtgrad.tasks.toy import IGNORE_INDEX, collate, encode_example
+from thoughtgrad.train.sft import Batch, TrainConfig, lm_loss, logits_of, train
+
+SMALL = GPTMiniConfig(vocab_size=21, d_model=32, n_layer=2, n_head=4, block_size=32)
+
+
+def _grads(model: GPTMini, batch: Batch) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    lm_loss(logits_of(model, batch), batch.labels).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_prompt_targets_carry_no_gradient() -> None:
+    model = GPTMini(SMALL)
+    ids, labels, mask = collate([encode_example("<3+4+5>", "{3+4=7;7+5=12}12#")])
+    base = _grads(model, Batch(ids, labels, mask))
+    prompt_len = 7
+    # Change what a prompt position "should" predict: it is masked, so nothing moves.
+    raw = ids.clone()
+    raw[0, 3] = 9
+    relabelled = torch.where(torch.arange(ids.shape[1]) < prompt_len, IGNORE_INDEX, raw)
+    same = _grads(model, Batch(ids, relabelled, mask))
+    for name in base:
+        torch.testing.assert_close(same[name], base[name], rtol=0, atol=0, msg=name)
+    # Control: changing a response target does change the gradient.
+    moved = labels.clone()
+    moved[0, prompt_len + 2] = 9
+    other = _grads(model, Batch(ids, moved, mask))
+    assert any(not torch.equal(other[n], base[n]) for n in base)
+
+
+def test_tiny_run_learns_k2(tmp_path: Path) -> None:
+    cfg = ToyConfig(train_size=2000, train_ks=(2,), eval_ks=(2,), eval_per_k=20,
+                    regimes=("direct",), device="cpu",
+                    model=dataclasses.replace(SMALL, d_model=64),
+                    train=TrainConfig(steps=250, lr=3e-3, warmup_steps=20))
+    split = split_for(cfg)
+    model, result = train_regime(cfg, split, "direct", tmp_path / "ckpt")
+    acc = evaluate_regime(cfg, split, "direct", model)
+    assert acc["correct"].mean() > 0.9, acc
+    assert result.final_loss < 0.5
+
+
+def _tiny_batches(step: int) -> Batch:
+    g = torch.Generator().manual_seed(step)
+    ids = torch.randint(1, 21, (4, 10), generator=g)
+    labels = ids.clone()
+    labels[:, :3] = IGNORE_INDEX
+    return Batch(ids, labels, torch.ones_like(ids))
+
+
+def test_resume_gives_identical_weights(tmp_path: Path) -> None:
+    cfg = TrainConfig(steps=8, warmup_steps=2, checkpoint_every=4)
+    straight = GPTMini(SMALL)
+    train(cfg, straight, _tiny_batches)
+    # Kill the run during step 5 (after the step-4 checkpoint), then resume with a fresh model.
+
+    class Kill:
+        def after_backward(self, state) -> None:  # noqa: ANN001
+            if state.step == 5:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, GPTMini(SMALL), _tiny_batches, [Kill()], checkpoint_dir=tmp_path)
+    resumed = GPTMini(SMALL)
+    res = train(cfg, resumed, _tiny_batches, checkpoint_dir=tmp_path)
+    assert res.steps_done == 8
+    for (n, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(),
+                              strict=True):
+        torch.testing.assert_close(a, b, msg=n)
+
+
+def _nan_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    loss = lm_loss(logits_of(model, batch), batch.labels)
+    return loss * float("nan") if int(batch.input_ids[0, 0]) % 2 == 0 else loss
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_non_finite_loss(policy: str, tmp_path: Path) -> None:
+    cfg = TrainConfig(steps=6, warmup_steps=1, checkpoint_every=1, on_nonfinite=policy)
+    model = GPTMini(SMALL)
+    seen: list[tuple[int, bool, float]] = []
+
+    class Probe:
+        def on_step_end(self, state) -> None:  # noqa: ANN001
+            seen.append((state.step, state.skipped, state.loss))
+
+    res = train(cfg, model, _tiny_batches, [Probe()], checkpoint_dir=tmp_path, loss_fn=_nan_loss)
+    bad = [s for s in seen if not math.isfinite(s[2])]
+    assert bad, "the test batches must contain a NaN step"
+    assert all(skipped for _, skipped, _ in bad)
+    for p in model.parameters():
+        assert torch.isfinite(p).all()
+    if policy == "stop":
+        assert res.stopped_reason and res.steps_done == bad[0][0]
+        assert (tmp_path / "trainer_state.pt").exists()
+    else:
+        assert res.stopped_reason is None and res.steps_done == 6
