@@ -1,0 +1,393 @@
+# SPDX-License-Identifier: MIT
+"""Compare conditions across run directories: the Python API behind ``thoughtgrad compare``.
+
+Reads tables only (never a model). :func:`load_runs` gathers every known table of the
+given runs (a ``run`` column says where a row came from); :func:`compare_runs` turns them
+into tidy DataFrames:
+
+* ``spectra_curves`` - per condition, role, layer and metric: mean across samples and its
+  95 % bootstrap interval (``--per-loss``: scale metrics divided by the sample loss).
+* ``spectra_mad`` - MAD of each mean curve over all layers and early / middle / late thirds.
+* ``spectra_reldiff`` - mean relative difference between CoT levels (and irrelevant vs
+  correct), the layers where it is largest, and both curves' MAD; controls
+  (``loss_reduction``, ``loss_span``, ``init``, ``model``) are grouping columns sorted
+  innermost, so each contrast sits next to its controls.
+* ``separation`` - how well a per-sample statistic (mean over layers of a metric, per role
+  and over all roles) separates irrelevant (or corrupted) from correct: AUROC with a
+  bootstrap interval and Cohen's d.
+* ``accuracy``, ``errors``, ``dynamics``, ``surprisal``, ``scale`` summaries when present
+  (see :mod:`thoughtgrad.report.studies`).
+
+A missing table or column skips its section and adds a one-line note; nothing here raises
+for a run that simply lacks a study.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from thoughtgrad.errors import UserError
+from thoughtgrad.report import stats, studies
+from thoughtgrad.report.store import RunDir
+from thoughtgrad.tasks.records import COT_SUFFIXES, KIND_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+TABLES = ("spectra", "spectra_failed", "accuracy", "errors", "dynamics", "layer_grad_norms",
+          "surprisal", "scale")
+CONTROL_KEYS = ("model", "init", "loss_reduction", "loss_span")
+CONDITION_KEYS = ("dataset", "condition", "response_kind", "cot_level")
+METRICS = ("nuclear", "ratio", "effective_rank")
+SCALE_METRICS = ("nuclear", "sigma_max", "sigma_min", "frobenius")
+SPECTRA_REQUIRED = ("sample_id", "layer", "role")
+COT_ORDER = ("none", "half_steps", "simplified", "detailed")
+ROLE_ORDER = ("q", "k", "v", "o", "qkv", "gate", "up", "gate_up", "down")
+COT_PAIRS = (("none", "detailed"), ("simplified", "detailed"), ("none", "simplified"))
+KIND_PAIRS = (("irrelevant", "correct"), ("corrupted", "correct"))
+MISSING = "n/a"  # label for a condition column a row does not carry
+ALL_ROLES = "all"
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Options of a comparison; the defaults are the paper's analysis."""
+
+    metrics: tuple[str, ...] = METRICS
+    per_loss: bool = False
+    n_boot: int = stats.N_BOOT
+    level: float = stats.LEVEL
+    seed: int = 0
+    separation_metric: str = "nuclear"
+    top_layers: int = 3
+
+    def __post_init__(self) -> None:
+        if self.n_boot < 1:
+            raise UserError(f"n_boot={self.n_boot}: must be >= 1")
+        if not 0.0 < self.level < 1.0:
+            raise UserError(f"level={self.level}: must be in (0, 1)")
+        if not self.metrics:
+            raise UserError("metrics: give at least one spectra metric")
+
+
+@dataclass
+class Runs:
+    """The tables of one or more run directories, concatenated per table name."""
+
+    paths: list[Path]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    manifests: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Comparison:
+    """Everything a report shows: named tidy tables, per-run manifests and notes."""
+
+    runs: Runs
+    config: CompareConfig
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)  # condition columns of the spectra
+    notes: list[str] = field(default_factory=list)
+
+
+def _run_name(path: Path, taken: set[str]) -> str:
+    name = path.resolve().name or str(path)
+    base, i = name, 2
+    while name in taken:
+        name, i = f"{base}-{i}", i + 1
+    return name
+
+
+def load_runs(paths: Sequence[str | os.PathLike[str]]) -> Runs:
+    """Read every known table of every run; unreadable or absent tables become notes."""
+    if not paths:
+        raise UserError("give at least one run directory")
+    runs = Runs(paths=[Path(p) for p in paths])
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for path in runs.paths:
+        run = RunDir.open(path)
+        name = _run_name(path, set(runs.manifests))
+        try:
+            runs.manifests[name] = run.manifest()
+        except UserError as exc:
+            runs.manifests[name] = {}
+            runs.notes.append(str(exc))
+        found = []
+        for table in TABLES:
+            if not run.has_table(table):
+                continue
+            try:
+                df = run.read(table)
+            except Exception as exc:  # noqa: BLE001 - a corrupt file is a note, not a crash
+                runs.notes.append(f"{run.table_path(table)}: unreadable ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})")
+                continue
+            found.append(table)
+            if df.empty:
+                runs.notes.append(f"{run.table_path(table)}: table is empty")
+                continue
+            parts.setdefault(table, []).append(df.assign(run=name))
+        if not found:
+            runs.notes.append(f"{path}: no tables found (expected one of {', '.join(TABLES)})")
+    for table, dfs in parts.items():
+        runs.tables[table] = pd.concat(dfs, ignore_index=True)
+    return runs
+
+
+# -- spectra ----------------------------------------------------------------------------------
+def _ordered(values: Sequence[object], order: Sequence[str]) -> list[object]:
+    rank = {v: i for i, v in enumerate(order)}
+    return sorted(set(values), key=lambda v: (rank.get(v, len(rank)), str(v)))
+
+
+def dataset_of(source: str) -> str:
+    """The dataset a ``source`` label belongs to: its last path part without the CoT-level
+    and response-kind suffixes (``cot_500_wrong_answer_shuffle/gsm8k_with_cot`` -> ``gsm8k``),
+    so the three CoT variants of one dataset fall into one group."""
+    base = str(source).rstrip("/").rsplit("/", 1)[-1]
+    for suffixes in (KIND_SUFFIXES, COT_SUFFIXES):
+        for suffix, _ in suffixes:
+            if base.endswith(suffix) and len(base) > len(suffix):
+                base = base[: -len(suffix)]
+                break
+    return base
+
+
+def prepare_spectra(df: pd.DataFrame, cfg: CompareConfig, notes: list[str]
+                    ) -> tuple[pd.DataFrame, list[str], list[str]] | None:
+    """Check columns, label missing conditions, apply ``per_loss``.
+
+    Returns ``(table, condition_keys, metric_columns)`` or ``None`` (with a note) when the
+    table cannot be compared at all.
+    """
+    missing = [c for c in SPECTRA_REQUIRED if c not in df.columns]
+    if missing:
+        notes.append(f"spectra: skipped, table lacks required column(s) {', '.join(missing)} "
+                     "(older format?)")
+        return None
+    df = df.copy()
+    if "source" in df.columns:
+        df["dataset"] = df["source"].astype(str).map(dataset_of).where(df["source"].notna())
+    keys = []
+    for col in CONTROL_KEYS + CONDITION_KEYS:
+        if col in df.columns and df[col].notna().any():
+            df[col] = df[col].astype(object).where(df[col].notna(), MISSING).astype(str)
+            keys.append(col)
+    if "condition" in keys and len(keys) > 1:
+        # a label that only restates the other columns adds no group; keep it out of keys
+        rest = [k for k in keys if k != "condition"]
+        if df.groupby(rest)["condition"].nunique().max() <= 1:
+            keys = rest
+    absent = [c for c in ("cot_level", "response_kind") if c not in keys]
+    if absent:
+        notes.append(f"spectra: no {' / '.join(absent)} column; those contrasts are skipped")
+    metrics = []
+    for m in cfg.metrics:
+        if m not in df.columns:
+            notes.append(f"spectra: metric {m!r} not in the table; skipped")
+            continue
+        if cfg.per_loss and m in SCALE_METRICS:
+            if "loss" not in df.columns:
+                notes.append(f"spectra: --per-loss needs a 'loss' column; {m} left undivided")
+                metrics.append(m)
+                continue
+            name = f"{m}/loss"
+            loss = pd.to_numeric(df["loss"], errors="coerce")
+            df[name] = pd.to_numeric(df[m], errors="coerce") / loss.where(loss > 0)
+            metrics.append(name)
+        else:
+            metrics.append(m)
+    if not metrics:
+        notes.append("spectra: skipped, none of the requested metrics is in the table")
+        return None
+    df["layer"] = pd.to_numeric(df["layer"], errors="coerce")
+    df = df[df["layer"].notna()]
+    df["layer"] = df["layer"].astype(int)
+    df["sample_id"] = df["sample_id"].astype(str)
+    df["role"] = df["role"].astype(str)
+    return df, keys, metrics
+
+
+def _groups(df: pd.DataFrame, keys: list[str], *, level: bool = False):
+    """Yield ``(values tuple, sub-frame)`` per group of ``keys`` (columns, or index levels
+    with ``level=True``); one group with an empty tuple when there are no keys."""
+    if not keys:
+        yield (), df
+        return
+    grouped = df.groupby(level=keys, sort=True) if level else df.groupby(keys, sort=True)
+    for vals, sub in grouped:
+        yield (vals if isinstance(vals, tuple) else (vals,)), sub
+
+
+def spectra_curves(df: pd.DataFrame, keys: list[str], metrics: list[str], cfg: CompareConfig,
+                   notes: list[str]) -> pd.DataFrame:
+    """Mean curve over layers with a bootstrap interval, per condition, role and metric.
+
+    Several rows of one sample, layer and role (e.g. two parameters sharing a role) are
+    averaged first; samples are then the bootstrap unit.
+    """
+    cell = df.groupby(keys + ["role", "sample_id", "layer"], sort=True)[metrics].mean()
+    wide = cell.unstack("layer")  # rows (keys, role, sample); columns (metric, layer)
+    rows = []
+    single = []
+    for vals, block in _groups(wide, keys + ["role"], level=True):
+        for m in metrics:
+            x = block[m]  # (S, L): samples x layers, NaN where a sample lacks a layer
+            x = x.loc[:, x.notna().any(axis=0)]
+            mean, lo, hi = stats.bootstrap_mean_ci_columns(
+                x.to_numpy(), n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed)
+            n = x.notna().sum(axis=0).to_numpy()
+            base = dict(zip(keys + ["role"], vals, strict=True))
+            rows.extend({**base, "metric": m, "layer": int(layer), "mean": mean[j],
+                         "lo": lo[j], "hi": hi[j], "n": int(n[j])}
+                        for j, layer in enumerate(x.columns))
+            if n.size and n.max() < 2:
+                single.append("/".join(str(v) for v in vals))
+    if single:
+        notes.append(f"spectra: {len(set(single))} condition/role group(s) have a single "
+                     f"sample, so no interval (e.g. {sorted(set(single))[0]})")
+    return pd.DataFrame(rows)
+
+
+def spectra_mad(curves: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """MAD of every mean curve: all layers and the early / middle / late thirds."""
+    rows = []
+    for vals, sub in _groups(curves, keys + ["role", "metric"]):
+        seg = stats.mad_segments(sub["layer"].to_numpy(), sub["mean"].to_numpy())
+        rows.append({**dict(zip(keys + ["role", "metric"], vals, strict=True)),
+                     "n_layers": int(sub["layer"].nunique()),
+                     **{f"mad_{k}": v for k, v in seg.items()}})
+    return pd.DataFrame(rows)
+
+
+def spectra_reldiff(curves: pd.DataFrame, keys: list[str], cfg: CompareConfig) -> pd.DataFrame:
+    """Relative difference ``(a - b) / |b|`` of curve pairs along ``cot_level`` and
+    ``response_kind``, with both curves' MAD; controls are the innermost sort keys."""
+    rows = []
+    for factor, pairs in (("cot_level", COT_PAIRS), ("response_kind", KIND_PAIRS)):
+        if factor not in keys:
+            continue
+        others = [k for k in keys if k != factor]
+        wide = curves.pivot_table(index=others + ["role", "metric", "layer"], columns=factor,
+                                  values="mean", aggfunc="mean")  # one column per level
+        for a, b in pairs:
+            if a not in wide.columns or b not in wide.columns:
+                continue
+            pair = wide[[a, b]].dropna()
+            for vals, sub in _groups(pair, others + ["role", "metric"], level=True):
+                layers = sub.index.get_level_values("layer").to_numpy()
+                va, vb = sub[a].to_numpy(), sub[b].to_numpy()
+                rd = stats.relative_difference(layers, va, vb, top=cfg.top_layers)
+                rows.append({**dict(zip(others + ["role", "metric"], vals, strict=True)),
+                             "factor": factor, "a": a, "b": b,
+                             "mean_rel": rd["mean_rel"], "mean_abs_rel": rd["mean_abs_rel"],
+                             "top_layers": ", ".join(str(x) for x in rd["top_layers"]),
+                             "mad_a": stats.mad(va), "mad_b": stats.mad(vb)})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    cols = ["factor", "a", "b"] + [k for k in keys if k in out.columns] + ["role", "metric"]
+    out = out[cols + [c for c in out.columns if c not in cols]]
+    return _sorted(out, ["factor", "a", "b", *CONDITION_KEYS, "metric", "role", *CONTROL_KEYS])
+
+
+def sample_statistic(df: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
+    """Per sample: the mean over layers of ``metric`` for every role, and over all roles
+    (role ``"all"``: mean of the per-role means)."""
+    per_role = (df.groupby(keys + ["role", "sample_id"], sort=True)[metric]
+                .mean().rename("stat").reset_index())
+    allr = (per_role.groupby(keys + ["sample_id"], sort=True)["stat"].mean().reset_index()
+            .assign(role=ALL_ROLES))
+    return pd.concat([per_role, allr], ignore_index=True)
+
+
+def separation(df: pd.DataFrame, keys: list[str], metric: str, cfg: CompareConfig,
+               notes: list[str]) -> pd.DataFrame:
+    """AUROC (with interval) and Cohen's d of the per-sample statistic, positives the
+    irrelevant (or corrupted) responses, negatives the correct ones."""
+    if "response_kind" not in keys:
+        return pd.DataFrame()
+    if metric not in df.columns:
+        notes.append(f"separation: metric {metric!r} not in the spectra table; skipped")
+        return pd.DataFrame()
+    stat = sample_statistic(df, keys, metric)
+    others = [k for k in keys if k not in ("response_kind", "condition")]
+    rows = []
+    for vals, sub in _groups(stat, others + ["role"]):
+        for pos_kind, neg_kind in KIND_PAIRS:
+            pos = sub.loc[sub["response_kind"] == pos_kind, "stat"].to_numpy(dtype=float)
+            neg = sub.loc[sub["response_kind"] == neg_kind, "stat"].to_numpy(dtype=float)
+            if pos.size == 0 or neg.size == 0:
+                continue
+            auc, lo, hi = stats.auroc_ci(pos, neg, n_boot=cfg.n_boot, level=cfg.level,
+                                         seed=cfg.seed)
+            rows.append({**dict(zip(others + ["role"], vals, strict=True)),
+                         "statistic": f"mean over layers of {metric}",
+                         "positive": pos_kind, "negative": neg_kind,
+                         "n_pos": int(pos.size), "n_neg": int(neg.size),
+                         "mean_pos": float(np.mean(pos)), "mean_neg": float(np.mean(neg)),
+                         "auroc": auc, "auroc_lo": lo, "auroc_hi": hi,
+                         "cohens_d": stats.cohens_d(pos, neg)})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        notes.append("separation: needs both correct and irrelevant responses in one "
+                     "condition; skipped")
+    return out
+
+
+def _sorted(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Sort by ``by`` with CoT levels and roles in their canonical order, not alphabetical."""
+    if df.empty:
+        return df
+    ranks = {"cot_level": COT_ORDER, "role": (*ROLE_ORDER, ALL_ROLES)}
+    tmp = df.copy()
+    order = []
+    for col in by:
+        if col not in tmp.columns:
+            continue
+        if col in ranks:
+            tmp[f"_{col}"] = tmp[col].map({v: i for i, v in enumerate(ranks[col])}).fillna(99)
+            order.append(f"_{col}")
+        else:
+            order.append(col)
+    tmp = tmp.sort_values(order, kind="stable")
+    return tmp.drop(columns=[c for c in order if c.startswith("_")]).reset_index(drop=True)
+
+
+def compare_runs(paths: Sequence[str | os.PathLike[str]], cfg: CompareConfig | None = None
+                 ) -> Comparison:
+    """Load the runs and compute every table their contents allow."""
+    cfg = cfg or CompareConfig()
+    runs = load_runs(paths)
+    comp = Comparison(runs=runs, config=cfg, notes=list(runs.notes))
+    raw = runs.tables.get("spectra")
+    prepared = prepare_spectra(raw, cfg, comp.notes) if raw is not None else None
+    if prepared is not None:
+        df, keys, metrics = prepared
+        comp.keys = keys
+        order = [*CONTROL_KEYS, "dataset", "condition", "response_kind", "cot_level", "metric",
+                 "role"]
+        curves = _sorted(spectra_curves(df, keys, metrics, cfg, comp.notes), [*order, "layer"])
+        comp.tables["spectra_curves"] = curves
+        comp.tables["spectra_mad"] = _sorted(spectra_mad(curves, keys), order)
+        rel = spectra_reldiff(curves, keys, cfg)
+        if not rel.empty:
+            comp.tables["spectra_reldiff"] = rel
+        sep_metric = cfg.separation_metric
+        if cfg.per_loss and sep_metric in SCALE_METRICS and f"{sep_metric}/loss" in df:
+            sep_metric = f"{sep_metric}/loss"
+        sep = separation(df, keys, sep_metric, cfg, comp.notes)
+        if not sep.empty:
+            comp.tables["separation"] = _sorted(sep, ["metric", "dataset", "cot_level", "role",
+                                                      *CONTROL_KEYS])
+    if "spectra_failed" in runs.tables:
+        comp.tables["spectra_failed"] = runs.tables["spectra_failed"]
+    comp.tables.update(studies.summarise(runs.tables, comp.notes))
+    return comp
