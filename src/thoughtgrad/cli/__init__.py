@@ -21,6 +21,8 @@ COMMANDS: list[str] = [
     "toy",
     "spectra",
     "variants",
+    "compare",
+    "report",
 ]
 
 
