@@ -290,6 +290,8 @@ class GPTMini(nn.Module):
 
 def read_checkpoint_meta(directory: str | Path) -> dict:
     """The checkpoint's ``config.json`` (model config plus extras such as task and regime)."""
+    if not Path(directory).is_dir():
+        raise UserError(f"checkpoint {directory}: no such directory")
     p = Path(directory) / CONFIG_FILE
     try:
         return json.loads(p.read_text())

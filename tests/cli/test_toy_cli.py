@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: MIT
+"""`thoughtgrad toy` end to end on a tiny config, and its one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from thoughtgrad.cli import main
+
+TINY = ["--steps", "30", "--train-size", "200", "--eval-per-k", "5", "--layers", "1",
+        "--d-model", "32", "--device", "cpu", "--set", "train.warmup_steps=5",
+        "--set", "eval_ks=2,3,7"]
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], match: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert match in err, err
+
+
+def test_study_writes_tables_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["toy", *TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy per K" in printed and "error taxonomy" in printed
+    acc = pd.read_parquet(out / "accuracy.parquet")
+    assert set(acc["regime"]) == {"direct", "cot"}
+    assert sorted(acc["k"].unique()) == [2, 3, 7]
+    assert set(acc.columns) >= {"task", "regime", "k", "problem", "prediction", "answer",
+                                "correct", "error_kind", "train_size", "split"}
+    by_k = pd.read_parquet(out / "accuracy_by_k.parquet")
+    assert {"direct", "cot", "gap"} <= set(by_k.columns)
+    import json
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["config"]["train"]["steps"] == 30
+    assert "torch" in manifest["versions"]
+    # A second run finds every cell done: nothing is trained or appended again.
+    assert main(["toy", *TINY, "--out", str(out)]) == 0
+    assert len(pd.read_parquet(out / "accuracy.parquet")) == len(acc)
+
+
+def test_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "one"
+    assert main(["toy", "train", "--regime", "cot", *TINY, "--out", str(out)]) == 0
+    ckpt = out / "checkpoints" / "addition-n200-cot"
+    assert (ckpt / "model.safetensors").exists()
+    capsys.readouterr()
+    assert main(["toy", "eval", "--checkpoint", str(ckpt), "--out", str(tmp_path / "ev")]) == 0
+    acc = pd.read_parquet(tmp_path / "ev" / "accuracy.parquet")
+    assert set(acc["regime"]) == {"cot"} and sorted(acc["k"].unique()) == [2, 3, 7]
+
+
+def test_bad_input_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_error(capsys, ["toy", "--set", "eval_ks=2,25", "--out", str(tmp_path / "a")],
+                    "K=25 is outside 1..20")
+    _one_line_error(capsys, ["toy", "--d-model", "130", "--heads", "4", "--out",
+                             str(tmp_path / "b")], "not divisible")
+    _one_line_error(capsys, ["toy", "eval", "--checkpoint", str(tmp_path / "missing")],
+                    "no such directory")
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    (bad / "model.safetensors").write_bytes(b"\x00")
+    _one_line_error(capsys, ["toy", "eval", "--checkpoint", str(bad)], "corrupt")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _one_line_error(capsys, ["toy", *TINY, "--out", str(blocker / "run")], "not writable")
+    _one_line_error(capsys, ["toy", "--set", "train.lr=fast", "--out", str(tmp_path / "c")],
+                    "train.lr")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
+def test_read_only_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    _one_line_error(capsys, ["toy", *TINY, "--out", str(ro / "run")], "not writable")
