@@ -44,6 +44,10 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 LOSS_SPANS = ("response", "answer")
 
+WORD_MARKER = "\u2581"
+"""SentencePiece's word-start marker; a text's first token starting with it when the text
+does not start with a space means the tokenizer added a dummy prefix."""
+
 ANSWER_PATTERNS: tuple[str, ...] = (
     r"[Tt]he final answer is:?[ \t]*(?:\n\s*)?(.+?)[ \t.]*$",
     r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}",
@@ -171,8 +175,8 @@ def response_ids(tokenizer: Any, response: str) -> tuple[list[int], list | None]
     tokenized after a ``"\\n"`` anchor and the anchor's tokens are dropped.
     """
     ids, offsets = _ids_offsets(tokenizer, response, special=False)
-    decoded = tokenizer.decode(ids[:4], skip_special_tokens=True)
-    if response[:1].isspace() or not decoded[:1].isspace():
+    first = tokenizer.convert_ids_to_tokens(ids[:1])
+    if response[:1].isspace() or not first or not str(first[0]).startswith(WORD_MARKER):
         return ids, offsets
     anchor = "\n"
     a_ids, _ = _ids_offsets(tokenizer, anchor, special=False)
