@@ -188,6 +188,19 @@ def model_max_length(model: nn.Module) -> int | None:
     return None
 
 
+def _check_roles(model: nn.Module, cfg: SpectraConfig) -> None:
+    """Fail before any work when the architecture has no role table or no selected role."""
+    from thoughtgrad.models.roles import matrix_views
+
+    try:
+        views = matrix_views(model, roles=cfg.roles, include_fused=cfg.include_fused)
+    except UserError as exc:
+        raise UserError(f"model {cfg.model}: {exc}") from None
+    if not views:
+        raise UserError(f"model {cfg.model}: no weight matrix has the roles "
+                        f"{', '.join(cfg.roles or ())}")
+
+
 # -- resume bookkeeping ----------------------------------------------------------------------
 def _done_keys(run: RunDir, table: str) -> set[tuple[str, int]]:
     if not run.has_table(table):
@@ -238,6 +251,7 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
 
     seed_everything(cfg.seed)
     model, tokenizer = load(cfg)
+    _check_roles(model, cfg)
     limit = model_max_length(model)
     if cfg.max_length is not None:
         limit = cfg.max_length if limit is None else min(limit, cfg.max_length)

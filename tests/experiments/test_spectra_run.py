@@ -1,0 +1,213 @@
+# SPDX-License-Identifier: MIT
+"""run_spectra on a tiny random-init llama: rows and labels, agreement with a direct
+per-sample computation, resume after an interruption, retries, failures, truncation and
+the confound controls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from thoughtgrad.errors import UserError
+from thoughtgrad.experiments.spectra_run import COLUMNS, SpectraConfig, run_spectra
+from thoughtgrad.report.store import RunDir
+from thoughtgrad.tasks.encode import EncodeConfig, encode
+
+STATS = ["nuclear", "sigma_max", "ratio", "frobenius", "effective_rank", "loss"]
+N_MATRICES = 2 * 7  # tiny llama: 2 layers x q k v o gate up down
+
+QUESTIONS = [f"Tom has {i} apples and buys {i + 3} more. How many apples does he have?"
+             for i in range(6)]
+COT = [f"He starts with {i}. He buys {i + 3}. {i} + {i + 3} = {2 * i + 3}.\n"
+       f"The final answer is {2 * i + 3}" for i in range(6)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core box, tiny ops are ~50x slower with 2 threads
+    contending with other processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from thoughtgrad.models.tiny import build_tokenizer, save_tiny
+
+    d = tmp_path_factory.mktemp("llama")
+    tok = build_tokenizer(QUESTIONS + COT, vocab_size=300)
+    return save_tiny(d, "llama", tok, seed=1)
+
+
+@pytest.fixture()
+def data(tmp_path) -> list[Path]:
+    d = tmp_path / "cot_500"
+    d.mkdir()
+    no_cot = d / "apples_no_cot.json"
+    cot = d / "apples_with_cot.json"
+    no_cot.write_text(json.dumps([{"instruction": q, "input": "", "output": str(2 * i + 3)}
+                                  for i, q in enumerate(QUESTIONS)]))
+    cot.write_text(json.dumps([{"instruction": q, "input": "", "output": c}
+                               for q, c in zip(QUESTIONS, COT, strict=True)]))
+    return [no_cot, cot]
+
+
+def _cfg(model_dir, data, **kw) -> SpectraConfig:
+    return SpectraConfig(model=str(model_dir), data=tuple(map(str, data)), device="cpu", **kw)
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(["source", "sample_id", "layer", "role"]).reset_index(drop=True)
+
+
+def test_rows_labels_and_agreement_with_a_per_sample_reference(tmp_path, model_dir, data):
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    summary = run_spectra(_cfg(model_dir, data, batch_tokens=200), run)
+    df = run.read("spectra")
+    assert list(df.columns) == list(COLUMNS)
+    assert len(df) == 12 * N_MATRICES and summary.rows == len(df) and summary.computed == 12
+    assert not df.duplicated(["source", "sample_id", "layer", "role"]).any()
+    assert set(df.groupby(["source", "condition", "cot_level", "response_kind"]).size().index) \
+        == {("apples_no_cot", "none/correct", "none", "correct"),
+            ("apples_with_cot", "simplified/correct", "simplified", "correct")}
+    assert (df["init"] == "pretrained").all() and (df["loss_span"] == "response").all()
+    assert run.manifest()["counts"] == {"samples": 12, "done": 12, "failed": 0, "truncated": 0}
+
+    # Independent check of batching, padding and label mapping: one sample at a time,
+    # the slow per-sample full-SVD reference on the same encoding.
+    from thoughtgrad.models.hf import load_model, load_tokenizer
+    from thoughtgrad.spectra import layer_spectra
+
+    model, tok = load_model(model_dir, device="cpu"), load_tokenizer(model_dir)
+    for i in (1, 4):
+        enc = encode(tok, QUESTIONS[i], COT[i], EncodeConfig())
+        ref = layer_spectra(model, torch.tensor([enc.input_ids]), torch.tensor([enc.labels]),
+                            method="reference")
+        got = _sorted(df[(df.source == "apples_with_cot") & (df.sample_id == i)])
+        ref = ref.sort_values(["layer", "role"]).reset_index(drop=True)
+        assert (got["n_tokens"] == enc.n_loss_tokens).all()
+        np.testing.assert_allclose(got[STATS].to_numpy(), ref[STATS].to_numpy(), rtol=1e-4)
+
+
+def test_interrupted_run_resumes_with_the_same_rows_none_twice(tmp_path, model_dir, data):
+    cfg = _cfg(model_dir, data, batch_tokens=120)
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    calls = []
+
+    def kill_after_first_shard(n: int) -> None:
+        calls.append(n)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_spectra(cfg, run, progress=kill_after_first_shard)
+    partial = run.read("spectra")
+    assert 0 < len(partial) < 12 * N_MATRICES
+    summary = run_spectra(cfg, run)
+    assert summary.already_done == len(partial) // N_MATRICES
+    resumed = run.read("spectra")
+    assert not resumed.duplicated(["source", "sample_id", "layer", "role"]).any()
+    fresh_run = RunDir.create(tmp_path / "fresh", command="spectra")
+    run_spectra(cfg, fresh_run)
+    fresh = fresh_run.read("spectra")
+    a, b = _sorted(resumed), _sorted(fresh)
+    pd.testing.assert_frame_equal(a.drop(columns=STATS), b.drop(columns=STATS))
+    np.testing.assert_allclose(a[STATS].to_numpy(), b[STATS].to_numpy(), rtol=1e-5)
+    assert run_spectra(cfg, run).computed == 0  # nothing left
+
+
+def test_limit_extends_a_run_and_other_settings_are_refused(tmp_path, model_dir, data):
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    run_spectra(_cfg(model_dir, data, limit=2), run)
+    assert len(run.read("spectra")) == 4 * N_MATRICES
+    s = run_spectra(_cfg(model_dir, data, limit=3, batch_tokens=64), run)
+    assert (s.already_done, s.computed) == (4, 2)
+    assert len(run.read("spectra")) == 6 * N_MATRICES
+    with pytest.raises(UserError, match=r"different settings \(loss_reduction\); use a new --out"):
+        run_spectra(_cfg(model_dir, data, limit=3, loss_reduction="sum"), run)
+    assert len(run.read("spectra")) == 6 * N_MATRICES
+
+
+def test_a_failing_batch_is_retried_per_sample(tmp_path, model_dir, data, monkeypatch):
+    import thoughtgrad.spectra as spectra
+
+    real = spectra.layer_spectra
+    poison = 7  # the no_cot answer of record 2 (2 * 2 + 3); no other answer holds a 7
+
+    def flaky(model, input_ids, labels, attention_mask=None, **kw):
+        if (labels == poison_id).any():
+            raise RuntimeError("CUDA out of memory (simulated)\nsecond line")
+        return real(model, input_ids, labels, attention_mask, **kw)
+
+    from thoughtgrad.models.hf import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    poison_id = encode(tok, QUESTIONS[2], str(poison), EncodeConfig()).labels[-1]
+    monkeypatch.setattr(spectra, "layer_spectra", flaky)
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    summary = run_spectra(_cfg(model_dir, data[:1], batch_tokens=10_000), run)
+    failed = run.read("spectra_failed")
+    assert failed["sample_id"].tolist() == [2] and summary.failed == 1
+    assert failed["reason"].iloc[0] == "RuntimeError: CUDA out of memory (simulated)"
+    assert sorted(run.read("spectra")["sample_id"].unique()) == [0, 1, 3, 4, 5]
+    monkeypatch.setattr(spectra, "layer_spectra", real)
+    assert run_spectra(_cfg(model_dir, data[:1], batch_tokens=10_000), run).computed == 0
+
+
+def test_truncation_count_and_prompt_too_long(tmp_path, model_dir, data):
+    from thoughtgrad.models.hf import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    lengths = [len(encode(tok, q, c, EncodeConfig())) for q, c in zip(QUESTIONS, COT,
+                                                                        strict=True)]
+    n_prompt = [encode(tok, q, c, EncodeConfig()).n_prompt for q, c in zip(QUESTIONS, COT,
+                                                                            strict=True)]
+    cut = max(n_prompt) + 3
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    run_spectra(_cfg(model_dir, data[1:], max_length=cut), run)
+    expect = sum(n > cut for n in lengths)
+    assert run.manifest()["counts"]["truncated"] == expect > 0
+    df = run.read("spectra")
+    for i, (n, p) in enumerate(zip(lengths, n_prompt, strict=True)):
+        assert (df[df.sample_id == i]["n_tokens"] == min(n, cut) - p).all()
+
+    tight = min(n_prompt)
+    run2 = RunDir.create(tmp_path / "run2", command="spectra")
+    run_spectra(_cfg(model_dir, data[1:], max_length=tight), run2)
+    failed = run2.read("spectra_failed")
+    assert len(failed) == 6 and failed["reason"].str.contains("prompt alone has").all()
+    assert not run2.has_table("spectra")
+
+
+def test_controls_sum_reduction_answer_span_random_init(tmp_path, model_dir, data):
+    base_run = RunDir.create(tmp_path / "mean", command="spectra")
+    run_spectra(_cfg(model_dir, data[1:], limit=2), base_run)
+    base = _sorted(base_run.read("spectra"))
+    sum_run = RunDir.create(tmp_path / "sum", command="spectra")
+    run_spectra(_cfg(model_dir, data[1:], limit=2, loss_reduction="sum"), sum_run)
+    summed = _sorted(sum_run.read("spectra"))
+    # A sum over n tokens is n times the mean: every singular value scales by n.
+    np.testing.assert_allclose(summed["nuclear"], base["nuclear"] * base["n_tokens"], rtol=1e-4)
+    np.testing.assert_allclose(summed["ratio"], base["ratio"], rtol=1e-4)
+    assert (summed["loss_reduction"] == "sum").all()
+
+    ans_run = RunDir.create(tmp_path / "ans", command="spectra")
+    run_spectra(_cfg(model_dir, data[1:], limit=2, loss_span="answer"), ans_run)
+    ans = _sorted(ans_run.read("spectra"))
+    assert (ans["n_tokens"] < base["n_tokens"]).all() and (ans["loss_span"] == "answer").all()
+
+    r1, r2, r3 = (RunDir.create(tmp_path / f"rand{i}", command="spectra") for i in range(3))
+    run_spectra(_cfg(model_dir, data[1:], limit=2, init="random", seed=5), r1)
+    run_spectra(_cfg(model_dir, data[1:], limit=2, init="random", seed=5), r2)
+    run_spectra(_cfg(model_dir, data[1:], limit=2, init="random", seed=6), r3)
+    a, b, c = (_sorted(r.read("spectra")) for r in (r1, r2, r3))
+    np.testing.assert_allclose(a["nuclear"], b["nuclear"], rtol=1e-6)
+    assert not np.allclose(a["nuclear"], base["nuclear"], rtol=1e-2)
+    assert not np.allclose(a["nuclear"], c["nuclear"], rtol=1e-2)
+    assert (a["init"] == "random").all()
