@@ -8,6 +8,10 @@ import torch
 
 from thoughtgrad.config import seed_everything
 
+# Tests use tiny models, for which one thread is faster than two and does not thrash
+# when other jobs share the machine's cores.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def seed() -> torch.Generator:
