@@ -141,8 +141,13 @@ def main() -> None:
     parser.add_argument("--paper-samples", type=int, default=None,
                         help="time (a) on the first N samples only and scale to all "
                              "(per-sample work is independent); default all")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default torch's); 1 is steadiest on a "
+                             "shared machine")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     for hidden in (int(h) for h in args.hidden.split(",")):
         run(hidden, args)
 
