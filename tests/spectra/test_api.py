@@ -92,3 +92,11 @@ def test_sample_without_response_tokens_is_named(llama):
     for method in ("fast", "reference"):
         with pytest.raises(UserError, match="sample 2"):
             layer_spectra(llama, ids, labels, mask, method=method)
+
+
+def test_length_groups_bound_padding():
+    from thoughtgrad.spectra.api import length_groups
+
+    groups = length_groups([100, 250, 240, 95, 10])
+    assert groups == [([1, 2], 250), ([0, 3], 100), ([4], 10)]
+    assert sorted(i for g, _ in groups for i in g) == list(range(5))

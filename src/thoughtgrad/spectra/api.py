@@ -37,6 +37,9 @@ COLUMNS: tuple[str, ...] = ("sample", "layer", "role", "param", *STAT_NAMES, "n_
 
 METHODS: tuple[str, ...] = ("fast", "reference")
 
+LENGTH_SLACK = 0.1
+"""Samples whose lengths differ by less than this fraction share one batched QR/SVD."""
+
 
 def layer_spectra(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[Tensor, "B T"],
                   attention_mask: Int[Tensor, "B T"] | None = None, *,
@@ -125,9 +128,33 @@ def _fast_rows(model: nn.Module, ids: Tensor, labels: Tensor, mask: Tensor,
     return rows
 
 
+def length_groups(lengths: list[int], *, slack: float = LENGTH_SLACK
+                  ) -> list[tuple[list[int], int]]:
+    """Samples grouped by length, longest first: ``[(sample indices, group length), ...]``.
+
+    A sample joins the current group while its length is at least ``(1 - slack)`` of the
+    group's, so padding costs at most that fraction of each QR (cost ~ T^2) and SVD (~ T^3).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[tuple[list[int], int]] = []
+    for i in order:
+        if groups and lengths[i] >= (1 - slack) * groups[-1][1]:
+            groups[-1][0].append(i)
+        else:
+            groups.append(([i], lengths[i]))
+    return groups
+
+
 def _view_stats(cap: Capture, modules: dict[str, nn.Module], views: list[MatrixView],
                 mask: Tensor, compute_dtype: torch.dtype | None) -> list[dict[str, list]]:
-    """Per view, each statistic as a list over samples; input R factors shared by views."""
+    """Per view, each statistic as a list over samples.
+
+    Samples are processed in length groups (padding cut to the group's length); the R
+    factor of an input shared by several views (q, k, v; gate, up; fused splits) is
+    computed once per group.
+    """
+    batch = mask.shape[0]
+    groups = length_groups(mask.sum(1).tolist())
     r_inputs: dict[tuple, Tensor] = {}
     out: list[dict[str, list]] = []
     for v in views:
@@ -135,14 +162,22 @@ def _view_stats(cap: Capture, modules: dict[str, nn.Module], views: list[MatrixV
         x, d = cap.factors(v.module, module)  # B T' n, B T' m
         calls = len(cap.inputs[v.module])
         dtype = compute_dtype or (torch.float64 if x.dtype == torch.float64 else torch.float32)
-        keep = mask.repeat(1, calls).to(dtype)[..., None]  # B T' 1
-        key = tuple((t.data_ptr(), tuple(t.shape)) for t in cap.inputs[v.module]) + (dtype,)
-        if key not in r_inputs:
-            r_inputs[key] = r_factor(x.to(dtype) * keep)  # B kx T'
         if v.rows is not None:
             d = d[..., v.rows.to(d.device)]  # B T' m_role
-        r_d = r_factor(d.to(dtype) * keep)  # B kd T'
-        sv = core_singular_values(core(r_d, r_inputs[key]))  # B k
         full_dim = min(x.shape[-1], d.shape[-1])
-        out.append({k: t.tolist() for k, t in spectrum_stats(sv, full_dim).items()})
+        stats: dict[str, list] = {}
+        for g, (members, length) in enumerate(groups):
+            idx = torch.tensor(members, device=x.device)
+            width = x.shape[1] if calls > 1 else length  # looped modules: keep all calls
+            keep = mask[idx].repeat(1, calls)[:, :width].to(dtype)[..., None]  # G W 1
+            key = tuple((t.data_ptr(), tuple(t.shape)) for t in cap.inputs[v.module]) + (dtype, g)
+            if key not in r_inputs:
+                r_inputs[key] = r_factor(x[idx, :width].to(dtype) * keep)  # G kx W
+            r_d = r_factor(d[idx, :width].to(dtype) * keep)  # G kd W
+            sv = core_singular_values(core(r_d, r_inputs[key]))  # G k
+            for name, t in spectrum_stats(sv, full_dim).items():
+                stats.setdefault(name, [None] * batch)
+                for j, value in zip(members, t.tolist(), strict=True):
+                    stats[name][j] = value
+        out.append(stats)
     return out
