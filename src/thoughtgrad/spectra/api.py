@@ -26,9 +26,8 @@ from thoughtgrad.spectra.lowrank import core, core_singular_values, r_factor
 from thoughtgrad.spectra.metrics import (
     IGNORE_INDEX,
     STAT_NAMES,
-    sample_losses,
+    kept_token_cross_entropy,
     spectrum_stats,
-    token_cross_entropy,
 )
 from thoughtgrad.spectra.reference import reference_rows
 
@@ -111,13 +110,20 @@ def _fast_rows(model: nn.Module, ids: Tensor, labels: Tensor, mask: Tensor,
                views: list[MatrixView], loss_reduction: str,
                compute_dtype: torch.dtype | None) -> list[dict]:
     modules = {v.module: model.get_submodule(v.module) for v in views}
+    tok_mask = labels[:, 1:] != IGNORE_INDEX  # B T-1: targets that carry loss
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = tok_mask  # logits positions that predict them
     with capturing(model, modules) as cap:
-        logits = forward_logits(model, ids, mask)
-        ce, tok_mask = token_cross_entropy(logits, labels)
-        sample_losses(ce, tok_mask, loss_reduction).sum().backward()
-    with torch.no_grad():
+        logits = forward_logits(model, ids, mask, keep=keep)  # N V
+        ce = kept_token_cross_entropy(logits, labels[:, 1:][tok_mask])  # N
+        rows_of = torch.nonzero(keep)[:, 0]  # N: sample of each kept position
+        ce_sum = torch.zeros(ids.shape[0], dtype=ce.dtype, device=ce.device).index_add(
+            0, rows_of, ce)  # B
         n_tokens = tok_mask.sum(1)  # B
-        mean_loss = (ce.detach().sum(1) / n_tokens).tolist()
+        per_sample = ce_sum / n_tokens if loss_reduction == "mean" else ce_sum
+        per_sample.sum().backward()
+    with torch.no_grad():
+        mean_loss = (ce_sum.detach() / n_tokens).tolist()
         stats = _view_stats(cap, modules, views, mask, compute_dtype)
     rows: list[dict] = []
     for s in range(ids.shape[0]):

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn as nn
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from thoughtgrad.errors import UserError
@@ -186,11 +186,27 @@ def _make_forward_hook(name: str, cap: Capture, handles: list) -> Callable:
     return hook
 
 
-def forward_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    """Logits (B T V) of a Hugging Face causal LM or gpt_mini, without a KV cache."""
+def forward_logits(model: nn.Module, input_ids: Int[Tensor, "B T"],
+                   attention_mask: Int[Tensor, "B T"], *, keep: Bool[Tensor, "B T"] | None = None
+                   ) -> Tensor:
+    """Logits of a Hugging Face causal LM or gpt_mini, without a KV cache.
+
+    All positions (B T V) by default; with ``keep``, only the kept positions, flattened in
+    row-major order (N V). Hugging Face models then apply the LM head to the kept positions
+    only (``logits_to_keep`` boolean mask), which skips the vocabulary projection on prompt
+    tokens.
+    """
     from thoughtgrad.models.gpt_mini import GPTMini
 
     if isinstance(model, GPTMini):
-        return model(input_ids, attention_mask=attention_mask)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    return out.logits if hasattr(out, "logits") else out[0]
+        logits = model(input_ids, attention_mask=attention_mask)
+    else:
+        kw = {} if keep is None else {"logits_to_keep": keep}
+        try:
+            out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kw)
+        except TypeError:  # a model without logits_to_keep
+            out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+    if keep is not None and logits.dim() == 3:
+        logits = logits[keep]  # N V
+    return logits

@@ -69,6 +69,14 @@ def token_cross_entropy(logits: Float[Tensor, "B T V"], labels: Int[Tensor, "B T
     return ce * mask, mask
 
 
+def kept_token_cross_entropy(logits: Float[Tensor, "N V"], targets: Int[Tensor, " N"]
+                             ) -> Float[Tensor, " N"]:
+    """Cross-entropy in nats of already-selected (shifted, loss-carrying) positions."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
 def sample_losses(token_ce: Float[Tensor, "B T"], mask: Tensor, reduction: str
                   ) -> Float[Tensor, " B"]:
     """Each sample's loss: ``mean`` over its loss-carrying tokens (the paper's) or ``sum``.
