@@ -47,6 +47,10 @@ CONDITION_KEYS = ("dataset", "condition", "response_kind", "cot_level")
 METRICS = ("nuclear", "ratio", "effective_rank")
 SCALE_METRICS = ("nuclear", "sigma_max", "sigma_min", "frobenius")
 SPECTRA_REQUIRED = ("sample_id", "layer", "role")
+REQUIRED = {"spectra": SPECTRA_REQUIRED, "accuracy": ("regime", "k", "correct"),
+            "errors": ("regime", "k", "error_kind", "count"), "dynamics": ("regime", "step"),
+            "surprisal": ("condition", "surprisal_bits"), "scale": ("knob", "accuracy")}
+"""Columns without which a run's table is skipped (with a note) before tables are joined."""
 COT_ORDER = ("none", "half_steps", "simplified", "detailed")
 ROLE_ORDER = ("q", "k", "v", "o", "qkv", "gate", "up", "gate_up", "down")
 COT_PAIRS = (("none", "detailed"), ("simplified", "detailed"), ("none", "simplified"))
@@ -130,6 +134,11 @@ def load_runs(paths: Sequence[str | os.PathLike[str]]) -> Runs:
                                   f"{str(exc).splitlines()[0] if str(exc) else ''})")
                 continue
             found.append(table)
+            missing = [c for c in REQUIRED.get(table, ()) if c not in df.columns]
+            if missing:
+                runs.notes.append(f"{run.table_path(table)}: skipped, lacks column(s) "
+                                  f"{', '.join(missing)} (older format?)")
+                continue
             if df.empty:
                 runs.notes.append(f"{run.table_path(table)}: table is empty")
                 continue

@@ -176,12 +176,12 @@ def write_report(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike
     target = Path(out) if out is not None else default_output(paths)
     if target.exists() and target.is_dir():
         target = target / "report.html"
+    comp = compare_runs(paths, cfg)  # first: a missing run dir must not be created below
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{target.parent}: cannot create the output folder "
                         f"({exc.strerror or exc})") from None
-    comp = compare_runs(paths, cfg)
     fig = figs.render_all(comp, target.parent / "figures")
     page = build_html(comp, fig)
     try:

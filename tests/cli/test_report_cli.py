@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: MIT
+"""``thoughtgrad compare`` and ``thoughtgrad report`` end to end on synthetic runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
+
+from report_fixtures import make_run, make_spectra  # noqa: E402
+
+from thoughtgrad.cli import main  # noqa: E402
+
+
+def test_compare_and_report_cli(tmp_path: Path, capsys) -> None:
+    runs = [str(make_run(tmp_path, k, {"spectra": make_spectra(k, n_samples=3,
+                                                              roles=("q", "o"))}))
+            for k in ("correct", "irrelevant")]
+    out = tmp_path / "cmp"
+    assert main(["compare", *runs, "--out", str(out), "--n-boot", "30",
+                 "--metrics", "nuclear", "--per-loss"]) == 0
+    text = capsys.readouterr().out
+    assert "MAD of nuclear/loss" in text and "Separation of irrelevant" in text
+    for name in ("spectra_mad", "separation", "spectra_curves", "spectra_reldiff"):
+        for ext in ("csv", "md", "tex"):
+            assert (out / f"{name}.{ext}").is_file()
+    assert r"\toprule" in (out / "spectra_mad.tex").read_text()
+    assert any((out / "figures").glob("*.png"))
+    page = tmp_path / "r" / "page.html"
+    assert main(["report", *runs, "--out", str(page), "--n-boot", "30",
+                 "--metrics", "nuclear"]) == 0
+    assert page.is_file() and "wrote" in capsys.readouterr().out
+
+
+def test_cli_bad_input_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "not a run directory" in err[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 0
+    assert "no tables found" in capsys.readouterr().err

@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: MIT
+"""Synthetic run directories with the contract's columns, for the report tests
+(imported by name; a module called conftest would collide with tests/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from thoughtgrad.report.store import RunDir
+
+ROLES = ("q", "k", "v", "o", "gate", "up", "down")
+XSS = "<script>alert(1)</script>"
+
+
+def make_spectra(kind: str, *, n_samples: int = 8, n_layers: int = 6, seed: int = 0,
+                 roles: tuple[str, ...] = ROLES, controls: bool = False) -> pd.DataFrame:
+    """Realistic-looking spectra rows: none has large, wiggly curves; detailed small and flat;
+    irrelevant responses get larger gradients with detailed CoT only."""
+    rng = np.random.default_rng(seed + (0 if kind == "correct" else 1000))
+    rows = []
+    settings = [("mean", "response", "random")]
+    if controls:
+        settings += [("sum", "response", "random"), ("mean", "answer", "random")]
+    for red, span, init in settings:
+        for level, scale, wiggle in (("none", 8.0, 3.0), ("simplified", 5.0, 1.5),
+                                     ("detailed", 2.0, 0.3)):
+            boost = 1.6 if (kind == "irrelevant" and level == "detailed") else 1.0
+            if red == "sum":
+                scale *= {"none": 3.0, "simplified": 20.0, "detailed": 80.0}[level]
+            source = "gsm8k" + {"none": "_no_cot", "simplified": "_with_cot",
+                                "detailed": "_with_cot_gpt4o"}[level]
+            if kind == "irrelevant":
+                source = "cot_500_wrong_answer_shuffle/" + source
+            for s in range(n_samples):
+                loss = float(rng.uniform(1.0, 3.0))
+                for layer in range(n_layers):
+                    for r, role in enumerate(roles):
+                        base = scale * boost * (1 + 0.1 * r) + wiggle * (-1) ** layer
+                        nuc = abs(base + rng.normal(0, 0.3 * scale))
+                        smax = nuc * rng.uniform(0.2, 0.6)
+                        rows.append({
+                            "sample_id": s, "source": source, "cot_level": level,
+                            "response_kind": kind, "condition": f"{level}/{kind}",
+                            "layer": layer, "role": role,
+                            "param": f"model.layers.{layer}.{role}.weight",
+                            "nuclear": nuc, "sigma_max": smax, "sigma_min": 0.0,
+                            "ratio": smax / nuc, "frobenius": nuc * 0.7,
+                            "effective_rank": float(rng.uniform(2, 10)), "rank": 12,
+                            "n_tokens": 30, "loss": loss, "loss_reduction": red,
+                            "loss_span": span, "init": init, "model": "tiny-llama"})
+    return pd.DataFrame(rows)
+
+
+def make_run(root: Path, name: str, tables: dict[str, pd.DataFrame], **manifest) -> Path:
+    run = RunDir.create(root / name, command="thoughtgrad spectra", seed=0,
+                        model="tiny-llama", **manifest)
+    for table, df in tables.items():
+        run.write(table, df)
+    run.set_status("completed")
+    return run.path
+
+
+def make_toy_tables(seed: int = 0) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for regime in ("direct", "cot"):
+        for k in range(2, 9):
+            p = 0.98 if regime == "cot" else max(0.05, 1.0 - 0.15 * (k - 1))
+            for i in range(20):
+                ok = bool(rng.random() < p)
+                kind = "" if ok else ("arithmetic" if regime == "direct" or i % 2 else
+                                      "format_unclosed")
+                rows.append({"task": "addition", "regime": regime, "k": k, "problem": f"<{i}>",
+                             "target": 10, "prediction": "10#", "answer": 10, "correct": ok,
+                             "error_kind": kind or None, "train_size": 3000,
+                             "split": "eval" if k <= 6 else "ood"})
+    acc = pd.DataFrame(rows)
+    dyn = []
+    for regime, lam in (("direct", 40.0), ("cot", 12.0)):
+        for step in range(50):
+            dyn.append({"regime": regime, "step": step, "loss": 3.0 * np.exp(-step / 20),
+                        "grad_norm": 1.0 + rng.random() + (5.0 if step == 17 else 0.0),
+                        "spike": step == 17, "cos_prev": rng.uniform(0, 1),
+                        "lambda_max": lam + step if step % 10 == 0 else np.nan,
+                        "lambda_iters": 20 if step % 10 == 0 else np.nan,
+                        "dist_init": 0.1 * step})
+    sur = []
+    for cond in ("direct", "cot"):
+        for pos in range(12):
+            p = float(rng.uniform(0.05, 0.99))
+            g = float((1 - p) * rng.uniform(1.0, 1.41))
+            sur.append({"sample_id": "s0", "condition": cond, "position": pos, "token_id": 3,
+                        "surprisal_bits": -np.log2(p), "p_true": p, "logit_grad_norm": g,
+                        "lemma2_lower": 1 - p, "lemma2_upper": np.sqrt(2) * (1 - p),
+                        "lemma2_ok": True})
+    scale = []
+    for knob in ("samples", "loops"):
+        for budget in (1, 2, 4, 8):
+            scale.append({"task": "addition", "model": "gpt_mini", "knob": knob, "k": 6,
+                          "n": budget, "accuracy": 0.5 + 0.05 * np.log2(budget),
+                          "pass_at_n": 0.6 + 0.05 * np.log2(budget),
+                          "compute_tokens": 40 * budget, "compute_flops": 1e6 * budget})
+    return {"accuracy": acc, "dynamics": pd.DataFrame(dyn), "surprisal": pd.DataFrame(sur),
+            "scale": pd.DataFrame(scale)}
+
+
+@pytest.fixture
+def two_runs(tmp_path: Path) -> list[Path]:
+    """A correct and an irrelevant spectra run (all three CoT levels)."""
+    return [make_run(tmp_path, "correct", {"spectra": make_spectra("correct")},
+                     data="cot_500/gsm8k_no_cot.json"),
+            make_run(tmp_path, "irrelevant", {"spectra": make_spectra("irrelevant")},
+                     data="cot_500_wrong_answer_shuffle/gsm8k_no_cot.json")]
