@@ -69,14 +69,14 @@ def print_key_tables(comp: Comparison) -> None:
             first = "nuclear/loss"
         varying = [k for k in comp.keys if mad[k].nunique() > 1]
         cols = [*varying, "role", "mad_all", "mad_early", "mad_middle", "mad_late"]
-        print_table(mad.loc[mad["metric"] == first, cols],
+        print_table(mad.loc[mad["metric"] == first, cols], floatfmt=".4g",
                     title=f"\nMAD of {first} between adjacent layers")
     if "separation" in t:
         sep = t["separation"]
         varying = [k for k in comp.keys if k in sep and sep[k].nunique() > 1]
         cols = [*varying, "role", "positive", "n_pos", "n_neg", "auroc", "auroc_lo",
                 "auroc_hi", "cohens_d"]
-        print_table(sep[cols], title=f"\nSeparation of irrelevant from correct: "
+        print_table(sep[cols], floatfmt=".3g", title=f"\nSeparation of irrelevant from correct: "
                                      f"{sep['statistic'].iloc[0]} (AUROC, 95% CI, Cohen's d)")
     if "accuracy" in t:
         print_table(t["accuracy"], title="\nToy lab accuracy per K")

@@ -95,6 +95,18 @@ def _other_groups(curves: pd.DataFrame, keys: list[str], inner: tuple[str, ...])
         yield {k: v for k, v in zip(others, vals, strict=True) if k in varying}, sub
 
 
+LOG_SPAN = 100.0  # curves spanning more than this factor get a log y axis
+
+
+def _maybe_log(axes, values: pd.Series) -> None:
+    """Log y axis when positive curves span more than ``LOG_SPAN`` (e.g. q/k gradients of
+    a random-init model far below v/o), so small curves are not flattened at zero."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if len(v) and (v > 0).all() and v.max() / v.min() > LOG_SPAN:
+        for ax in np.ravel(axes):
+            ax.set_yscale("log")
+
+
 def _title(labels: dict[str, object]) -> str:
     return ", ".join(f"{k}={v}" for k, v in labels.items())
 
@@ -135,6 +147,7 @@ def spectra_panels(curves: pd.DataFrame, keys: list[str], metric: str, out_dir: 
             ax.set_title(" / ".join(str(x) for x in (level, kind) if x is not None))
             if r == len(rows) - 1:
                 ax.set_xlabel("layer (0 = nearest the input)")
+        _maybe_log(axes, sub["mean"])
         fig.supylabel(_metric_label(metric), fontsize=8)
         handles, names = axes[0][0].get_legend_handles_labels()
         if handles:
@@ -178,6 +191,7 @@ def correct_vs_irrelevant(curves: pd.DataFrame, keys: list[str], metric: str, ou
             ax.set_xlabel("layer (0 = nearest the input)")
             if c == 0:
                 ax.set_ylabel(_metric_label(metric), fontsize=7)
+        _maybe_log(axes, sub.loc[sub["role"].isin(roles), "mean"])
         handles, names = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
                    title="role, response (solid = correct)")
