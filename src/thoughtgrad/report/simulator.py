@@ -104,10 +104,11 @@ def serial_budget(layers: int, k: int) -> dict[str, object]:
     }
 
 
-def budget_table(layers: int | list[int], ks: list[int] | range) -> pd.DataFrame:
+def budget_table(layers: int | list[int], ks: int | list[int] | range) -> pd.DataFrame:
     """One row of :func:`serial_budget` per (L, K), L and K in the given orders."""
     lays = [layers] if isinstance(layers, int) else list(layers)
-    return pd.DataFrame([serial_budget(int(lay), int(k)) for lay in lays for k in ks])
+    kk = [ks] if isinstance(ks, int) else list(ks)
+    return pd.DataFrame([serial_budget(int(lay), int(k)) for lay in lays for k in kk])
 
 
 # -- the offline widget ---------------------------------------------------------------------
