@@ -23,6 +23,7 @@ COMMANDS: list[str] = [
     "variants",
     "compare",
     "report",
+    "train",
 ]
 
 

@@ -1,0 +1,335 @@
+# SPDX-License-Identifier: MIT
+"""The training-dynamics study (seed 000): fine-tune under a supervision regime, probe
+every step.
+
+Regimes are data, not code paths; the loop (:func:`thoughtgrad.train.sft.train`) is the
+same for all:
+
+==========  ==================================================================================
+``cot``     all reasoning steps and the answer supervised (the response unchanged)
+``direct``  a seeded random half of the reasoning steps removed per sample, the rest and the
+            answer supervised (seed 000's "Direct"; ``tasks.variants`` ``half_steps`` with the
+            same seed, or the toy ``half`` style); the same steps are dropped in every run
+``answer``  the bare answer as the response
+==========  ==================================================================================
+
+Data: ``toy:<task>`` (held-out problems of the toy lab: the evaluation split of the base
+checkpoint's own split, so the base model never trained on them) for gpt_mini, or an
+Alpaca-style JSON/JSONL file (``tasks.records``) encoded with ``tasks.encode``. Every sample
+also carries answer-only labels (same token ids) for the length control.
+
+The run directory gets ``dynamics`` and ``layer_grad_norms`` rows labelled by regime,
+trainer checkpoints under ``checkpoints/<regime>`` (re-running the command resumes) and the
+final weights under ``model-<regime>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from thoughtgrad.config import resolve_device, seed_everything
+from thoughtgrad.dynamics.monitor import (
+    AnswerControlProbe,
+    CosineProbe,
+    CurvatureProbe,
+    DistanceProbe,
+    DynamicsMonitor,
+    GradNormProbe,
+)
+from thoughtgrad.errors import UserError
+from thoughtgrad.report.store import RunDir
+from thoughtgrad.tasks.encode import EncodeConfig, Encoded, EncodeError, collate, encode
+from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, train
+
+log = logging.getLogger(__name__)
+
+REGIMES = ("cot", "direct", "answer")
+TOY_STYLE = {"cot": "cot", "direct": "half", "answer": "answer"}
+HF_TRAIN = TrainConfig(steps=1000, batch_size=4, lr=1e-5, warmup_steps=0, min_lr_ratio=1.0,
+                       weight_decay=0.0, seed=42, checkpoint_every=100)
+"""Seed 000's settings for Hugging Face models: batch 4, lr 1e-5 (constant), seed 42."""
+TOY_TRAIN = dataclasses.replace(TrainConfig(), steps=300, checkpoint_every=100)
+"""The toy lab's optimiser defaults (lr 1e-3, batch 64, warm-up then cosine), 300 steps."""
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Which probes run and how often; defaults fit a CPU."""
+
+    curvature_every: int = 100
+    curvature_method: str = "lanczos"
+    curvature_tol: float = 1e-3
+    curvature_max_iter: int = 30
+    probe_batch_size: int = 8
+    spike_tau: float | None = None
+    spike_factor: float = 3.0
+    spike_window: int = 50
+    per_layer: bool = True
+    answer_control: bool = True
+    answer_every: int = 1
+    offload: bool = False
+
+    def __post_init__(self) -> None:
+        if self.curvature_method not in ("lanczos", "power", "both"):
+            raise UserError(f"curvature method must be lanczos, power or both, got "
+                            f"{self.curvature_method!r}")
+        for name in ("curvature_every", "curvature_max_iter", "probe_batch_size",
+                     "answer_every", "spike_window"):
+            if getattr(self, name) < 1:
+                raise UserError(f"probe config: {name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """One fine-tuning run under one regime. ``train=None`` picks the defaults for the
+    model kind (:data:`HF_TRAIN` or :data:`TOY_TRAIN`)."""
+
+    model: str
+    data: str = "toy:addition"
+    regime: str = "cot"
+    train: TrainConfig | None = None
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
+    device: str = "auto"
+    dtype: str = "fp32"
+    limit: int | None = None
+    max_length: int | None = 512
+    chat_template: bool = False
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise UserError(f"unknown regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One sample's ids with the regime's labels and its answer-only labels."""
+
+    sample_id: int
+    full: Encoded
+    answer: Encoded
+
+
+# -- data ---------------------------------------------------------------------------------
+def toy_examples(model_dir: str | Path, task_name: str, regime: str, *, seed: int,
+                 limit: int | None = None) -> list[Example]:
+    """Held-out toy problems as examples: the evaluation split of the checkpoint's study
+    (problems the base model never trained on), train Ks only, in a seeded order."""
+    from thoughtgrad.experiments.toy import ToyConfig, config_from_checkpoint, split_for
+    from thoughtgrad.tasks.toy import encode_example, get_task, response
+
+    task = get_task(task_name)
+    try:
+        cfg, _ = config_from_checkpoint(model_dir)
+        cfg = dataclasses.replace(cfg, task=task_name)
+    except UserError:
+        cfg = ToyConfig(task=task_name, seed=seed)
+    split = split_for(cfg)
+    problems = [p for k in cfg.train_ks for p in split.eval.get(k, [])]
+    random.Random(seed).shuffle(problems)
+    problems = problems[:limit] if limit else problems
+    style = TOY_STYLE[regime]
+    out = []
+    for i, p in enumerate(problems):
+        resp = response(task, p, style, seed=seed)
+        ids, labels = encode_example(p.prompt(), resp)
+        n_ans = len(f"{task.answer(p)}#")
+        answer_labels = [-100] * (len(labels) - n_ans) + labels[-n_ans:]
+        n_prompt = len(p.prompt())
+        out.append(Example(i, Encoded(ids, labels, n_prompt, False),
+                           Encoded(ids, answer_labels, n_prompt, False)))
+    return out
+
+
+def regime_response(output: str, regime: str, *, seed: int, sample_id: int) -> str:
+    """The response a regime trains on (``direct`` as ``variants`` ``half_steps``)."""
+    from thoughtgrad.tasks.variants import half_steps_response, none_response
+
+    if regime == "cot":
+        return output
+    if regime == "direct":
+        return half_steps_response(output, random.Random(f"half_steps:{seed}:{sample_id}"))
+    return none_response(output)
+
+
+def file_examples(path: str | Path, tokenizer: Any, regime: str, *, seed: int,
+                  limit: int | None = None, max_length: int | None = 512,
+                  chat_template: bool = False) -> tuple[list[Example], list[dict[str, Any]]]:
+    """Examples from an Alpaca-style file, and the samples that could not be encoded."""
+    from thoughtgrad.tasks.records import infer_labels, load_records
+
+    records = load_records(path, infer_labels(path), limit=limit)
+    full_cfg = EncodeConfig(max_length=max_length, chat_template=chat_template)
+    ans_cfg = dataclasses.replace(full_cfg, loss_span="answer")
+    out, failed = [], []
+    for r in records:
+        try:
+            resp = regime_response(r.output, regime, seed=seed, sample_id=r.sample_id)
+            full = encode(tokenizer, r.prompt, resp, full_cfg)
+            ans = encode(tokenizer, r.prompt, resp, ans_cfg)
+        except (EncodeError, ValueError) as exc:
+            failed.append({"sample_id": r.sample_id, "source": r.labels.source,
+                           "reason": str(exc)})
+            continue
+        if ans.input_ids != full.input_ids:
+            failed.append({"sample_id": r.sample_id, "source": r.labels.source,
+                           "reason": "answer-only encoding changed the token ids"})
+            continue
+        out.append(Example(r.sample_id, full, ans))
+    if not out:
+        raise UserError(f"{path}: no sample could be encoded (first reason: "
+                        f"{failed[0]['reason'] if failed else 'none'})")
+    return out, failed
+
+
+def make_batches(examples: Sequence[Example], *, batch_size: int, seed: int, pad_id: int,
+                 answer: bool = False) -> Callable[[int], Batch]:
+    """Step -> batch drawn by a generator seeded by (seed, step): a resumed run and every
+    regime see the same sample indices at the same step."""
+
+    def batch(step: int) -> Batch:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(len(examples), (batch_size,), generator=g).tolist()
+        ids, labels, mask = collate([examples[i].answer if answer else examples[i].full
+                                     for i in idx], pad_id)
+        return Batch(ids, labels, mask)
+
+    return batch
+
+
+def probe_batches(examples: Sequence[Example], n: int, pad_id: int) -> tuple[Batch, Batch]:
+    """The fixed probe batch (the first ``n`` examples) with full and answer-only labels."""
+    chosen = list(examples[:n])
+    ids, labels, mask = collate([e.full for e in chosen], pad_id)
+    _, a_labels, _ = collate([e.answer for e in chosen], pad_id)
+    return Batch(ids, labels, mask), Batch(ids, a_labels, mask)
+
+
+# -- the run ------------------------------------------------------------------------------
+def is_toy(model: nn.Module) -> bool:
+    from thoughtgrad.models.gpt_mini import GPTMini
+
+    return isinstance(model, GPTMini)
+
+
+def build_probes(cfg: ProbeConfig, *, examples: Sequence[Example], pad_id: int,
+                 train_cfg: TrainConfig, seed: int, initial: dict[str, torch.Tensor]
+                 ) -> list[Any]:
+    """The probe objects of one run (shared with the Trainer callback)."""
+    probe_full, probe_answer = probe_batches(examples, cfg.probe_batch_size, pad_id)
+    probes: list[Any] = [
+        GradNormProbe(tau=cfg.spike_tau, factor=cfg.spike_factor, window=cfg.spike_window,
+                      per_layer=cfg.per_layer),
+        CosineProbe(offload=cfg.offload),
+        DistanceProbe(initial=initial, offload=cfg.offload),
+        CurvatureProbe(probe_full, every=cfg.curvature_every, method=cfg.curvature_method,
+                       tol=cfg.curvature_tol, max_iter=cfg.curvature_max_iter, seed=seed,
+                       answer_batch=probe_answer if cfg.answer_control else None,
+                       last_step=train_cfg.steps - 1),
+    ]
+    if cfg.answer_control:
+        probes.append(AnswerControlProbe(
+            make_batches(examples, batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                         pad_id=pad_id, answer=True), every=cfg.answer_every))
+    return probes
+
+
+def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
+                 progress: Callable[[int, int, float], None] | None = None
+                 ) -> tuple[TrainResult, pd.DataFrame]:
+    """Fine-tune ``cfg.model`` on ``cfg.data`` under ``cfg.regime`` with every probe.
+
+    Resumes from ``checkpoints/<regime>`` when present. Returns the loop's result and this
+    regime's ``dynamics`` rows (all steps written so far).
+    """
+    from thoughtgrad.models.hf import load_model, load_tokenizer
+
+    device = resolve_device(cfg.device)
+    model = load_model(cfg.model, dtype=cfg.dtype, device=str(device))
+    toy = is_toy(model)
+    train_cfg = cfg.train or (TOY_TRAIN if toy else HF_TRAIN)
+    seed_everything(train_cfg.seed)
+    if cfg.data.startswith("toy:"):
+        if not toy:
+            raise UserError(f"--data {cfg.data}: toy data needs a gpt_mini checkpoint, "
+                            f"{cfg.model} is not one")
+        from thoughtgrad.tasks.toy import TOKENIZER
+
+        examples = toy_examples(cfg.model, cfg.data[4:], cfg.regime, seed=cfg.data_seed,
+                                limit=cfg.limit)
+        pad_id, failed = TOKENIZER.pad_id, []
+        longest = max(len(e.full) for e in examples)
+        if longest > model.config.block_size:
+            raise UserError(f"toy texts of {longest} tokens exceed the checkpoint's block_size "
+                            f"{model.config.block_size}")
+    else:
+        tok = load_tokenizer(cfg.model)
+        examples, failed = file_examples(cfg.data, tok, cfg.regime, seed=cfg.data_seed,
+                                         limit=cfg.limit, max_length=cfg.max_length,
+                                         chat_template=cfg.chat_template)
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    if failed:
+        run.append("dynamics_failed", [{"regime": cfg.regime, **f} for f in failed])
+    run.update_manifest(**{f"dynamics_{cfg.regime}": {
+        "config": dataclasses.asdict(dataclasses.replace(cfg, train=train_cfg)),
+        "samples": len(examples), "failed": len(failed)}})
+    initial = {n: p.detach().float().clone().cpu() if cfg.probes.offload
+               else p.detach().float().clone() for n, p in model.named_parameters()}
+    probes = build_probes(cfg.probes, examples=examples, pad_id=pad_id, train_cfg=train_cfg,
+                          seed=train_cfg.seed, initial=initial)
+    monitor = DynamicsMonitor(probes, regime=cfg.regime, run=run,
+                              flush_every=train_cfg.checkpoint_every or 50)
+    batches = make_batches(examples, batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                           pad_id=pad_id)
+    model.train()
+    result = train(train_cfg, model, batches, [monitor], device=device,
+                   checkpoint_dir=run.path / "checkpoints" / cfg.regime, progress=progress)
+    if result.stopped_reason is None:
+        out = run.path / f"model-{cfg.regime}"
+        if toy:
+            model.save(out)
+        else:
+            model.save_pretrained(out)
+    rows = run.read("dynamics")
+    return result, rows[rows["regime"] == cfg.regime].sort_values("step")
+
+
+# -- summary ------------------------------------------------------------------------------
+def summarize(dynamics: pd.DataFrame) -> pd.DataFrame:
+    """Per regime: the seed's three claims and their answer-only controls.
+
+    Mean pre-clip gradient norm and spike count; mean consecutive cosine; mean lambda_max
+    over the probed steps and its last value; the same for the answer-only loss; the
+    final distance from the initial weights. NaNs (unprobed steps) are ignored.
+    """
+    out = []
+    for regime, g in dynamics.groupby("regime", sort=False):
+        g = g.sort_values("step")
+        lam = g["lambda_max"].dropna()
+        lam_a = g["lambda_max_answer"].dropna() if "lambda_max_answer" in g else pd.Series()
+        out.append({
+            "regime": regime, "steps": len(g), "final_loss": float(g["loss"].iloc[-1]),
+            "grad_norm_mean": float(g["grad_norm"].mean()),
+            "spikes": int(g["spike"].fillna(False).astype(bool).sum()),
+            "cos_prev_mean": float(g["cos_prev"].mean()),
+            "lambda_max_mean": float(lam.mean()) if len(lam) else math.nan,
+            "lambda_max_last": float(lam.iloc[-1]) if len(lam) else math.nan,
+            "grad_norm_answer_mean": float(g["grad_norm_answer"].mean())
+            if "grad_norm_answer" in g else math.nan,
+            "lambda_max_answer_mean": float(lam_a.mean()) if len(lam_a) else math.nan,
+            "dist_init_final": float(g["dist_init"].dropna().iloc[-1])
+            if g["dist_init"].notna().any() else math.nan,
+            "nonfinite_steps": int((g["status"] == "nonfinite").sum()),
+        })
+    return pd.DataFrame(out)
