@@ -360,7 +360,9 @@ class DynamicsMonitor:
             p.on_train_start(state)
 
     def after_backward(self, state: TrainState) -> None:
-        finite = math.isfinite(state.loss) and math.isfinite(state.grad_norm)
+        # the HF Trainer callback learns the loss only later (from the logs)
+        loss_ok = state.extra.get("loss_pending", False) or math.isfinite(state.loss)
+        finite = loss_ok and math.isfinite(state.grad_norm)
         row: Row = {"regime": self.regime, "step": state.step, "loss": state.loss,
                     "grad_norm": state.grad_norm, "lr": state.lr,
                     "status": "ok" if finite else "nonfinite"}

@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: MIT
+"""The dynamics probes inside a user's own Hugging Face ``Trainer`` (or TRL ``SFTTrainer``).
+
+:class:`DynamicsCallback` wraps the same probe objects as ``thoughtgrad train``
+(:mod:`thoughtgrad.dynamics.monitor`) in a ``transformers.TrainerCallback``::
+
+    cb = DynamicsCallback("runs/my_sft", regime="cot", probe_batch=batch)
+    trainer = SFTTrainer(..., callbacks=[cb])
+    trainer.train()
+
+What it reads, and when:
+
+* gradients in ``on_pre_optimizer_step``: the Trainer has already **clipped** them there
+  (``max_grad_norm``), so the per-layer norms and spike flags computed from them are
+  post-clip. The cosine between consecutive gradients is unaffected (global clipping
+  scales the whole gradient). The post-clip total is ``grad_norm_post_clip``;
+* the **pre-clip** total norm the Trainer logs (``grad_norm`` in ``on_log``) replaces
+  ``grad_norm`` in the step's row, with ``loss`` likewise taken from the logs; set
+  ``logging_steps=1`` to have both for every step (otherwise they are NaN between logs);
+* the distance from the initial weights after the step (``on_step_end``); the initial
+  weights are saved once in the run directory (``dynamics_init.safetensors``) so a run
+  resumed with ``trainer.train(resume_from_checkpoint=True)`` measures from the same origin;
+* lambda_max every ``curvature_every`` steps on ``probe_batch`` (a dict or
+  :class:`~thoughtgrad.train.sft.Batch` with ``input_ids``, ``labels`` aligned to them,
+  optional ``attention_mask``), when one is given.
+
+Rows are written to the run directory's ``dynamics`` and ``layer_grad_norms`` tables when
+the Trainer saves a checkpoint and at the end, so a resumed run continues the same tables
+without duplicate steps.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from thoughtgrad.dynamics.monitor import (
+    CosineProbe,
+    CurvatureProbe,
+    DistanceProbe,
+    DynamicsMonitor,
+    GradNormProbe,
+    Probe,
+)
+from thoughtgrad.report.store import RunDir
+from thoughtgrad.train.sft import Batch, TrainState, total_grad_norm
+
+INIT_FILE = "dynamics_init.safetensors"
+NEVER = 1 << 62
+"""Flush interval meaning "only on checkpoint saves and at the end"."""
+
+
+def as_batch(batch: Batch | dict[str, Any]) -> Batch:
+    """A :class:`Batch` from a Trainer-style dict (``input_ids``, ``labels``, mask)."""
+    if isinstance(batch, Batch):
+        return batch
+    return Batch(batch["input_ids"], batch["labels"], batch.get("attention_mask"))
+
+
+class DynamicsCallback(TrainerCallback):
+    """Run the dynamics probes in a ``transformers.Trainer`` loop (see the module docstring).
+
+    ``probes`` replaces the default set (gradient norm and spikes, cosine, distance from
+    init, and curvature when ``probe_batch`` is given).
+    """
+
+    def __init__(self, run_dir: str | Path, *, regime: str = "cot",
+                 probe_batch: Batch | dict[str, Any] | None = None, curvature_every: int = 100,
+                 curvature_method: str = "lanczos", spike_tau: float | None = None,
+                 probes: list[Probe] | None = None) -> None:
+        self.run = RunDir.create(run_dir, command="trainer-callback", regime=regime)
+        self.regime = regime
+        self._custom = probes
+        self._probe_batch = None if probe_batch is None else as_batch(probe_batch)
+        self._curv = (curvature_every, curvature_method)
+        self._tau = spike_tau
+        self.monitor: DynamicsMonitor | None = None
+        self._state: TrainState | None = None
+
+    # -- helpers --------------------------------------------------------------------------
+    def _initial(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file, save_file
+
+        path = self.run.path / INIT_FILE
+        if path.is_file():
+            return load_file(str(path))
+        init = {n: p.detach().float().cpu().contiguous() for n, p in model.named_parameters()
+                if p.requires_grad}
+        save_file(init, str(path))
+        return init
+
+    def _probes(self, model: torch.nn.Module, max_steps: int) -> list[Probe]:
+        if self._custom is not None:
+            return self._custom
+        probes: list[Probe] = [GradNormProbe(tau=self._tau), CosineProbe(),
+                               DistanceProbe(initial=self._initial(model))]
+        if self._probe_batch is not None:
+            every, method = self._curv
+            probes.append(CurvatureProbe(self._probe_batch, every=every, method=method,
+                                         last_step=max_steps - 1 if max_steps > 0 else None))
+        return probes
+
+    # -- Trainer events -------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
+                       **kwargs: Any) -> None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.monitor = DynamicsMonitor(self._probes(model, state.max_steps), regime=self.regime,
+                                       run=self.run, flush_every=NEVER)
+        self._state = TrainState(step=state.global_step, model=model, params=params)
+        self.monitor.on_train_start(self._state)
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None,
+                              **kwargs: Any) -> None:
+        assert self.monitor is not None and self._state is not None
+        st = self._state
+        st.step, st.loss, st.skipped = state.global_step, math.nan, False
+        st.grad_norm = total_grad_norm(st.params)  # post-clip here
+        st.extra["loss_pending"] = True
+        self.monitor.after_backward(st)
+        self.monitor._current["grad_norm_post_clip"] = st.grad_norm
+        self.monitor._current["grad_norm"] = math.nan  # the pre-clip value comes from the logs
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        assert self.monitor is not None and self._state is not None
+        self._state.step = state.global_step - 1
+        self.monitor.on_step_end(self._state)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        if self.monitor is None or not logs or not self.monitor.rows:
+            return
+        row = self.monitor.rows[-1]
+        if row["step"] != state.global_step - 1:
+            return
+        if "grad_norm" in logs and logs["grad_norm"] is not None:
+            row["grad_norm"] = float(logs["grad_norm"])
+        if "loss" in logs:
+            row["loss"] = float(logs["loss"])
+        if "learning_rate" in logs:
+            row["lr"] = float(logs["learning_rate"])
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.flush()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.flush()
