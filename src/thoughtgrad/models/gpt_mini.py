@@ -235,12 +235,15 @@ class GPTMini(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def flops_per_token(self, context: int) -> float:
-        """Forward FLOPs per token position (2 per multiply-add), matmuls plus attention."""
+    def flops_per_token(self, context: int, *, n_loops: int | None = None) -> float:
+        """Forward FLOPs per token position (2 per multiply-add), matmuls plus attention.
+
+        ``n_loops`` is the loop count r actually run (defaults to the trained one)."""
         c = self.config
+        r = c.n_loops if n_loops is None else n_loops
         matmuls = 4 * c.d_model**2 + 2 * c.mlp_ratio * c.d_model**2
         per_layer = 2 * matmuls + 4 * context * c.d_model
-        return float(c.n_loops * c.n_layer * per_layer + 2 * c.d_model * c.vocab_size)
+        return float(r * c.n_layer * per_layer + 2 * c.d_model * c.vocab_size)
 
     # -- checkpoints ----------------------------------------------------------------
     def save(self, directory: str | Path, *, extra: dict | None = None) -> Path:
