@@ -24,6 +24,8 @@ COMMANDS: list[str] = [
     "compare",
     "report",
     "train",
+    "hessian",
+    "surprisal",
 ]
 
 

@@ -245,6 +245,32 @@ def build_probes(cfg: ProbeConfig, *, examples: Sequence[Example], pad_id: int,
     return probes
 
 
+def load_examples(model: nn.Module, model_path: str, data: str, regime: str, *, seed: int = 0,
+                  limit: int | None = None, max_length: int | None = 512,
+                  chat_template: bool = False
+                  ) -> tuple[list[Example], int, list[dict[str, Any]]]:
+    """Examples of ``data`` (``toy:<task>`` or a file) under ``regime`` for ``model``; the
+    pad id; the samples that could not be encoded."""
+    if data.startswith("toy:"):
+        if not is_toy(model):
+            raise UserError(f"--data {data}: toy data needs a gpt_mini checkpoint, "
+                            f"{model_path} is not one")
+        from thoughtgrad.tasks.toy import TOKENIZER
+
+        examples = toy_examples(model_path, data[4:], regime, seed=seed, limit=limit)
+        longest = max(len(e.full) for e in examples)
+        if longest > model.config.block_size:
+            raise UserError(f"toy texts of {longest} tokens exceed the checkpoint's block_size "
+                            f"{model.config.block_size}")
+        return examples, TOKENIZER.pad_id, []
+    from thoughtgrad.models.hf import load_tokenizer
+
+    tok = load_tokenizer(model_path)
+    examples, failed = file_examples(data, tok, regime, seed=seed, limit=limit,
+                                     max_length=max_length, chat_template=chat_template)
+    return examples, tok.pad_token_id if tok.pad_token_id is not None else 0, failed
+
+
 def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
                  progress: Callable[[int, int, float], None] | None = None
                  ) -> tuple[TrainResult, pd.DataFrame]:
@@ -253,32 +279,17 @@ def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
     Resumes from ``checkpoints/<regime>`` when present. Returns the loop's result and this
     regime's ``dynamics`` rows (all steps written so far).
     """
-    from thoughtgrad.models.hf import load_model, load_tokenizer
+    from thoughtgrad.models.hf import load_model
 
     device = resolve_device(cfg.device)
     model = load_model(cfg.model, dtype=cfg.dtype, device=str(device))
     toy = is_toy(model)
     train_cfg = cfg.train or (TOY_TRAIN if toy else HF_TRAIN)
     seed_everything(train_cfg.seed)
-    if cfg.data.startswith("toy:"):
-        if not toy:
-            raise UserError(f"--data {cfg.data}: toy data needs a gpt_mini checkpoint, "
-                            f"{cfg.model} is not one")
-        from thoughtgrad.tasks.toy import TOKENIZER
-
-        examples = toy_examples(cfg.model, cfg.data[4:], cfg.regime, seed=cfg.data_seed,
-                                limit=cfg.limit)
-        pad_id, failed = TOKENIZER.pad_id, []
-        longest = max(len(e.full) for e in examples)
-        if longest > model.config.block_size:
-            raise UserError(f"toy texts of {longest} tokens exceed the checkpoint's block_size "
-                            f"{model.config.block_size}")
-    else:
-        tok = load_tokenizer(cfg.model)
-        examples, failed = file_examples(cfg.data, tok, cfg.regime, seed=cfg.data_seed,
-                                         limit=cfg.limit, max_length=cfg.max_length,
-                                         chat_template=cfg.chat_template)
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    examples, pad_id, failed = load_examples(model, cfg.model, cfg.data, cfg.regime,
+                                             seed=cfg.data_seed, limit=cfg.limit,
+                                             max_length=cfg.max_length,
+                                             chat_template=cfg.chat_template)
     if failed:
         run.append("dynamics_failed", [{"regime": cfg.regime, **f} for f in failed])
     run.update_manifest(**{f"dynamics_{cfg.regime}": {
