@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from thoughtgrad.cli.common import HelpFormatter, int_list, positive_int, print_table
+from thoughtgrad.cli.toy_scale import register_scale
 from thoughtgrad.config import apply_overrides
 from thoughtgrad.errors import UserError
 
@@ -239,3 +240,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--layers", type=int_list, default=[4], help="L values, e.g. 2,4,8")
     s.add_argument("--k", type=int_list, default=[2, 3, 4, 5, 6, 7, 8], help="K values, e.g. 2-8")
     s.set_defaults(func=cmd_simulate)
+    register_scale(tsub)
