@@ -35,7 +35,7 @@ def test_pass_at_k_matches_enumeration_of_every_subset():
                                                             abs=1e-12), (n, c, k)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.integers(1, 400).flatmap(
     lambda n: st.tuples(st.just(n), st.integers(0, n), st.integers(1, n))))
 def test_pass_at_k_matches_exact_binomial_ratio(nck):
