@@ -1,0 +1,168 @@
+# SPDX-License-Identifier: MIT
+"""``thoughtgrad demo``: every study on embedded defaults, ending in one report.html.
+
+    thoughtgrad demo [--out runs/demo] [--quick] [--skip STUDY ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+
+import pandas as pd
+
+from thoughtgrad.cli.common import HelpFormatter, int_list, positive_int, print_table
+from thoughtgrad.errors import UserError
+
+DEFAULT_OUT = "runs/demo"
+QUICK_OUT = "runs/demo-quick"
+
+DESCRIPTION = """\
+The first command to run: every thoughtgrad study on a CPU, each into its own run
+directory under OUT, then ONE offline OUT/report.html with a section per study.
+
+  1 toy       direct vs CoT gpt_mini (d=128, h=4, L=4) on K-digit addition, 3000 problems,
+              2000 steps each; accuracy per K = 2..8 and the error taxonomy   -> OUT/toy
+  2 spectra   a tiny random-init llama (grouped-query attention) with a tokenizer trained
+              on the data's own texts; per-sample, per-layer gradient spectra over the
+              shared gsm8k files (none / simplified / detailed CoT; correct / irrelevant
+              responses), mean loss -> OUT/spectra, summed loss (the 1/length control)
+              -> OUT/spectra-sum; the model in OUT/models
+  3 dynamics  fine-tune the toy CoT model on held-out problems under cot, direct (half
+              of the steps) and answer supervision with every probe (gradient norm and
+              spikes, cosine, lambda_max, distance from init), then per-token surprisal
+              -> OUT/dynamics-<regime>
+  4 scale     greedy, majority vote and pass@n over 1, 4, 16 samples of both toy models
+              -> OUT/scale
+  5 report    OUT/report.html (+ OUT/figures), and a short summary on stdout
+
+Re-running the same command skips finished stages and resumes unfinished ones. Without
+the shared data (OUT/../shared/data of a source checkout, or --data-dir) the spectra
+stage is skipped with a note. OUT/manifest.json records every stage's status.
+"""
+
+STAGE_NAMES = ("toy", "spectra", "dynamics", "scale", "report")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run every study on a CPU and write one report.html "
+                       "(start here)", description=DESCRIPTION, formatter_class=HelpFormatter)
+    p.add_argument("--out", default=None,
+                   help=f"demo directory [default: {DEFAULT_OUT}, {QUICK_OUT} with --quick]")
+    p.add_argument("--quick", action="store_true",
+                   help="shrink every stage for a smoke run of a minute or two (toy 300 steps "
+                        "on 500 problems, spectra 3 samples per file, dynamics 50 steps)")
+    p.add_argument("--skip", nargs="+", default=[], choices=STAGE_NAMES, metavar="STUDY",
+                   help=f"stages to leave out: {', '.join(STAGE_NAMES)}")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder holding layer_gradient/ [default: <repo>/../shared/data]")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="spectra samples per data file [20; 3 with --quick]")
+    p.add_argument("--toy-steps", type=positive_int, default=None,
+                   help="toy training steps per regime [2000; 300 with --quick]")
+    p.add_argument("--dynamics-steps", type=positive_int, default=None,
+                   help="fine-tuning steps per regime [300; 50 with --quick]")
+    p.add_argument("--samples", type=int_list, default=None,
+                   help="test-time sample budgets [1,4,16; 1,4 with --quick]")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace):
+    from thoughtgrad.experiments.demo import DemoConfig, quick_config
+
+    cfg = quick_config() if args.quick else DemoConfig()
+    spectra = {k: v for k, v in {"data_dir": args.data_dir, "limit": args.limit}.items()
+               if v is not None}
+    cfg = dataclasses.replace(cfg, skip=tuple(args.skip), device=args.device,
+                              spectra=dataclasses.replace(cfg.spectra, **spectra))
+    if args.toy_steps is not None:
+        train = dataclasses.replace(cfg.toy.train, steps=args.toy_steps,
+                                    warmup_steps=min(cfg.toy.train.warmup_steps,
+                                                     max(1, args.toy_steps // 10)))
+        cfg = dataclasses.replace(cfg, toy=dataclasses.replace(cfg.toy, train=train))
+    if args.dynamics_steps is not None:
+        cfg = dataclasses.replace(cfg, dynamics=dataclasses.replace(
+            cfg.dynamics, steps=args.dynamics_steps))
+    if args.samples is not None:
+        cfg = dataclasses.replace(cfg, scale=dataclasses.replace(
+            cfg.scale, samples=tuple(args.samples)))
+    return cfg
+
+
+def _bar_factory():
+    from tqdm.auto import tqdm
+
+    def make(name: str, total: int):
+        bar = tqdm(total=total, desc=f"  {name}", dynamic_ncols=True, file=sys.stderr,
+                   disable=not sys.stderr.isatty(), leave=False)
+
+        def update(done: int, total_: int, loss: float) -> None:
+            bar.n = done
+            if math.isfinite(loss):
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.refresh()
+            if done >= total_:
+                bar.close()
+
+        return update
+
+    return make
+
+
+def print_summary(comp) -> None:
+    """Toy accuracy per K, the head of the MAD table, the AUROC table, dynamics per regime."""
+    t = comp.tables
+    if "accuracy" in t:
+        acc = t["accuracy"].copy()
+        for col in ("direct", "cot", "gap"):
+            if col in acc:
+                acc[col] = 100 * acc[col]
+        acc = acc.drop(columns=[c for c in ("task", "train_size") if c in acc])
+        print_table(acc, title="\ntoy lab: accuracy per K (%)", floatfmt=".1f")
+    if "spectra_mad" in t:
+        mad = t["spectra_mad"]
+        mad = mad[mad["metric"] == ("nuclear" if "nuclear" in set(mad["metric"])
+                                    else mad["metric"].iloc[0])]
+        keys = [k for k in comp.keys if k in mad and mad[k].nunique() > 1]
+        cols = ["mad_all", "mad_early", "mad_middle", "mad_late"]
+        head = mad.groupby(keys, sort=True)[cols].mean().reset_index() if keys else mad[cols]
+        print_table(head, floatfmt=".4g", title=f"\nlayer spectra: MAD of "
+                    f"{mad['metric'].iloc[0]} between adjacent layers (mean over roles)")
+    if "separation" in t:
+        sep = t["separation"]
+        sep = sep[sep["role"] == "all"] if (sep["role"] == "all").any() else sep
+        keys = [k for k in comp.keys if k in sep and sep[k].nunique() > 1]
+        cols = [*keys, "n_pos", "n_neg", "auroc", "auroc_lo", "auroc_hi", "cohens_d"]
+        print_table(sep[[c for c in cols if c in sep]], floatfmt=".3g",
+                    title="\nirrelevant vs correct responses: AUROC (95% CI) of the mean "
+                          "nuclear norm over layers and roles")
+    if "dynamics" in t:
+        print_table(t["dynamics"], floatfmt=".4g", title="\ntraining dynamics per regime")
+
+
+def run(args: argparse.Namespace) -> int:
+    from thoughtgrad.experiments.demo import run_demo
+
+    cfg = build_config(args)
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    t0 = time.perf_counter()
+    result = run_demo(cfg, out, message=lambda line: print(line, file=sys.stderr, flush=True),
+                      progress_factory=_bar_factory())
+    seconds = time.perf_counter() - t0
+    if result.comparison is not None:
+        print_summary(result.comparison)
+    rows = [{"stage": s.name, "status": s.status + (" (earlier run)" if s.resumed_from_done
+                                                     else ""),
+             "seconds": round(s.seconds, 1), "note": s.note} for s in result.stages]
+    print_table(pd.DataFrame(rows), title="\nstages", floatfmt=".1f")
+    print(f"\ndemo wall time {seconds:.0f} s")
+    if result.report is not None:
+        print(f"report: {result.report}")
+    if result.failed:
+        names = ", ".join(f"{s.name} ({s.note})" for s in result.failed)
+        raise UserError(f"stage(s) failed: {names}; re-run the same command to resume")
+    return 0
