@@ -18,6 +18,7 @@ from thoughtgrad.errors import UserError
 
 # Subcommand modules, in the order `thoughtgrad --help` lists them.
 COMMANDS: list[str] = [
+    "demo",
     "toy",
     "spectra",
     "variants",
