@@ -61,8 +61,8 @@ def main() -> None:
     print(f"gpt_mini {GPTMini(cfg.model).num_params():,} params, {args.regime} regime, "
           f"{args.steps} steps x batch {cfg.train.batch_size}, torch threads "
           f"{torch.get_num_threads()}")
-    print(f"bare fwd+bwd+step : {tokens / tb:10,.0f} tokens/s  ({tb / args.steps * 1e3:.1f} ms/step)")
-    print(f"thoughtgrad train : {tokens / tl:10,.0f} tokens/s  ({tl / args.steps * 1e3:.1f} ms/step)")
+    for name, t in (("bare fwd+bwd+step", tb), ("thoughtgrad train", tl)):
+        print(f"{name} : {tokens / t:10,.0f} tokens/s  ({t / args.steps * 1e3:.1f} ms/step)")
     print(f"ratio loop/bare throughput: {tb / tl:.3f}")
 
 

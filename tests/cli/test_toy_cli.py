@@ -23,7 +23,8 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], match: 
     assert match in err, err
 
 
-def test_study_writes_tables_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_study_writes_tables_and_resumes(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main(["toy", *TINY, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
