@@ -76,7 +76,8 @@ def _stages(out: Path) -> dict[str, dict]:
     return json.loads((out / "manifest.json").read_text())["stages"]
 
 
-def test_demo_pipeline_report_and_resume(tmp_path: Path) -> None:
+def test_demo_pipeline_report_and_resume(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
     data = _data_dir(tmp_path / "shared")
     lines: list[str] = []
@@ -146,6 +147,14 @@ def test_demo_pipeline_report_and_resume(tmp_path: Path) -> None:
                     "scale"):
         assert f'id="{section}"' in page, section
     assert "http://" not in page.replace("http://www.w3.org", "") and "<script src" not in page
+    from thoughtgrad.cli.demo import print_summary
+
+    capsys.readouterr()
+    print_summary(second.comparison)
+    printed = capsys.readouterr().out
+    for heading in ("toy lab: accuracy per K", "MAD of nuclear", "AUROC",
+                    "training dynamics per regime"):
+        assert heading in printed, heading
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "completed"
     assert {k: v["status"] for k, v in manifest["stages"].items()} == dict.fromkeys(
@@ -162,6 +171,8 @@ def test_demo_pipeline_report_and_resume(tmp_path: Path) -> None:
     # 4. Other settings in the same folder are refused in one line.
     with pytest.raises(UserError, match="other settings"):
         run_demo(tiny_config(data, scale=ScaleStage(samples=(1, 3), per_k=3)), out)
+    with pytest.raises(UserError, match="not a demo"):
+        run_demo(tiny_config(data), out / "toy")
 
 
 def test_missing_shared_data_is_a_note(tmp_path: Path) -> None:

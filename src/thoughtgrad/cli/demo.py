@@ -160,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
              "seconds": round(s.seconds, 1), "note": s.note} for s in result.stages]
     print_table(pd.DataFrame(rows), title="\nstages", floatfmt=".1f")
     print(f"\ndemo wall time {seconds:.0f} s")
+    if args.quick:
+        print("--quick is a smoke run: the models are undertrained, so these numbers are not "
+              "the studies' results; run `thoughtgrad demo` for those")
     if result.report is not None:
         print(f"report: {result.report}")
     if result.failed:

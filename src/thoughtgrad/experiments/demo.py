@@ -49,7 +49,7 @@ STAGES: tuple[str, ...] = ("toy", "spectra", "dynamics", "scale", "report")
 REGIMES: tuple[str, ...] = ("cot", "direct", "answer")
 COT_FILES: tuple[str, ...] = ("no_cot", "with_cot", "with_cot_gpt4o")
 KIND_FOLDERS: tuple[str, ...] = ("cot_500", "cot_500_wrong_answer_shuffle")
-RESUME_FREE: tuple[str, ...] = ("skip", "device", "figures")
+RESUME_FREE: tuple[str, ...] = ("skip", "device", "figures", "title")
 """DemoConfig fields that may differ between a demo and its resumption."""
 
 Progress = Callable[[int, int, float], None]
@@ -72,7 +72,7 @@ class SpectraStage:
     arch: str = "llama"
     hidden_size: int = 64
     intermediate_size: int = 128
-    layers: int = 4
+    layers: int = 6
     heads: int = 4
     kv_heads: int = 2
     vocab_size: int = 4096
@@ -143,7 +143,8 @@ class ScaleStage:
 class DemoConfig:
     """The whole demo; the defaults are the studies' own, sized for a CPU.
 
-    ``skip`` leaves stages out; ``figures`` false writes the report without figures.
+    ``skip`` leaves stages out; ``figures`` false writes the report without figures;
+    ``title`` heads the report.
     """
 
     toy: ToyConfig = field(default_factory=ToyConfig)
@@ -153,6 +154,7 @@ class DemoConfig:
     skip: tuple[str, ...] = ()
     device: str = "auto"
     figures: bool = True
+    title: str = "thoughtgrad demo"
 
     def __post_init__(self) -> None:
         for name in self.skip:
@@ -182,7 +184,9 @@ def quick_config(base: DemoConfig | None = None) -> DemoConfig:
         base, toy=toy, spectra=dataclasses.replace(base.spectra, limit=3),
         dynamics=dataclasses.replace(base.dynamics, steps=50, limit=128, curvature_every=25,
                                      surprisal_samples=32),
-        scale=dataclasses.replace(base.scale, samples=(1, 4), per_k=20))
+        scale=dataclasses.replace(base.scale, samples=(1, 4), per_k=20),
+        title="thoughtgrad demo --quick (a smoke run: the models are undertrained, so the "
+              "numbers are not the studies' results)")
 
 
 def default_data_dir() -> Path:
@@ -525,6 +529,9 @@ def run_demo(cfg: DemoConfig, out: str | Path, *,
     out = Path(out)
     say = message or (lambda _line: None)
     before = RunDir(out).manifest() if (out / "manifest.json").is_file() else {}
+    if before and before.get("command") != "demo":
+        raise UserError(f"{out}: holds a {before.get('command')!r} run, not a demo; use a "
+                        "new --out")
     if before and before.get("demo_identity") not in (None, cfg.identity()):
         raise UserError(f"{out}: holds a demo made with other settings; use a new --out "
                         "(or the same options as before to resume it)")
@@ -600,7 +607,8 @@ def _report_stage(ctx: _Context, recorded: dict[str, dict[str, Any]],
         return None, None
     ctx.message(f"{tag} one offline page over {len(stage_runs(ctx.out))} run directories")
     t0 = time.perf_counter()
-    path, comp = write_demo_report(ctx.out, ctx.notes, figures=ctx.cfg.figures)
+    path, comp = write_demo_report(ctx.out, ctx.notes, title=ctx.cfg.title,
+                                   figures=ctx.cfg.figures)
     o = StageOutcome("report", "completed", [path], seconds=time.perf_counter() - t0)
     outcomes.append(o)
     recorded["report"] = {"status": "completed", "seconds": round(o.seconds, 1),
