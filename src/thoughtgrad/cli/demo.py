@@ -53,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None,
                    help=f"demo directory [default: {DEFAULT_OUT}, {QUICK_OUT} with --quick]")
     p.add_argument("--quick", action="store_true",
-                   help="shrink every stage for a smoke run of a minute or two (toy 300 steps "
-                        "on 500 problems, spectra 3 samples per file, dynamics 50 steps)")
+                   help="shrink every stage for a smoke run of a minute or two (toy 200 steps "
+                        "on 500 problems, spectra 3 samples per file, dynamics 30 steps)")
     p.add_argument("--skip", nargs="+", default=[], choices=STAGE_NAMES, metavar="STUDY",
                    help=f"stages to leave out: {', '.join(STAGE_NAMES)}")
     p.add_argument("--data-dir", default=None, metavar="DIR",
@@ -62,12 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive_int, default=None,
                    help="spectra samples per data file [20; 3 with --quick]")
     p.add_argument("--toy-steps", type=positive_int, default=None,
-                   help="toy training steps per regime [2000; 300 with --quick]")
+                   help="toy training steps per regime [2000; 200 with --quick]")
     p.add_argument("--dynamics-steps", type=positive_int, default=None,
-                   help="fine-tuning steps per regime [300; 50 with --quick]")
+                   help="fine-tuning steps per regime [300; 30 with --quick]")
     p.add_argument("--samples", type=int_list, default=None,
                    help="test-time sample budgets [1,4,16; 1,4 with --quick]")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 is fastest for "
+                        "these small models when other jobs share the cores")
     p.set_defaults(func=run)
 
 
@@ -148,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
     from thoughtgrad.experiments.demo import run_demo
 
     cfg = build_config(args)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     t0 = time.perf_counter()
     result = run_demo(cfg, out, message=lambda line: print(line, file=sys.stderr, flush=True),

@@ -173,18 +173,19 @@ class DemoConfig:
 
 
 def quick_config(base: DemoConfig | None = None) -> DemoConfig:
-    """Every stage shrunk for a smoke run of a minute or two on a CPU."""
-    from thoughtgrad.train.sft import TrainConfig
-
+    """Every stage shrunk for a smoke run of a minute or two on a CPU: toy 200 steps of
+    batch 32 on 500 problems, spectra 3 samples per file, dynamics 30 steps, scale 10
+    problems per K."""
     base = base or DemoConfig()
-    toy = dataclasses.replace(base.toy, train_size=500, eval_per_k=50,
-                              train=TrainConfig(steps=300, warmup_steps=30,
-                                                checkpoint_every=100))
+    train = dataclasses.replace(base.toy.train, steps=200, batch_size=32, warmup_steps=20,
+                                checkpoint_every=100)
+    toy = dataclasses.replace(base.toy, train_size=500, eval_per_k=20, train=train)
     return dataclasses.replace(
         base, toy=toy, spectra=dataclasses.replace(base.spectra, limit=3),
-        dynamics=dataclasses.replace(base.dynamics, steps=50, limit=128, curvature_every=25,
+        dynamics=dataclasses.replace(base.dynamics, steps=30, batch_size=32, limit=96,
+                                     curvature_every=15, curvature_max_iter=10,
                                      surprisal_samples=32),
-        scale=dataclasses.replace(base.scale, samples=(1, 4), per_k=20),
+        scale=dataclasses.replace(base.scale, samples=(1, 4), per_k=10),
         title="thoughtgrad demo --quick (a smoke run: the models are undertrained, so the "
               "numbers are not the studies' results)")
 
