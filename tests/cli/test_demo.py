@@ -190,6 +190,24 @@ def test_missing_shared_data_is_a_note(tmp_path: Path) -> None:
     assert json.loads((out / "manifest.json").read_text())["status"] == "completed"
 
 
+def test_failed_stage_is_recorded_and_the_rest_runs(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from thoughtgrad.experiments import demo
+
+    def broken(ctx: object) -> None:
+        raise RuntimeError("scale broke\nsecond line")
+
+    monkeypatch.setitem(demo.STAGE_FUNCS, "dynamics", broken)
+    out = tmp_path / "demo"
+    result = run_demo(tiny_config(tmp_path / "nowhere", skip=("scale",)), out)
+    assert [s.name for s in result.failed] == ["dynamics"]
+    assert result.failed[0].note == "RuntimeError: scale broke"
+    assert result.report is not None and "scale broke" in result.report.read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["stages"]["dynamics"]["status"] == "failed"
+    assert manifest["stages"]["report"]["status"] == "completed"
+
+
 def test_unfinished_stage_resumes(tmp_path: Path) -> None:
     """A stage left 'running' (killed) runs again and continues from what was written."""
     out = tmp_path / "demo"

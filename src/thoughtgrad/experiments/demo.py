@@ -240,7 +240,6 @@ class _Context:
     out: Path
     message: Callable[[str], None]
     progress_factory: ProgressFactory | None
-    done_now: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def toy_checkpoint(self, regime: str) -> Path:
@@ -579,7 +578,6 @@ def run_demo(cfg: DemoConfig, out: str | Path, *,
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}")
             o.seconds = time.perf_counter() - t0
             if o.status == "completed":
-                ctx.done_now.append(name)
                 say(f"{tag} done in {o.seconds:.0f} s -> "
                     f"{', '.join(str(p) for p in o.runs)}")
             else:
