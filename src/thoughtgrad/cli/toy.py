@@ -93,7 +93,13 @@ def _bar_factory():
         bar = tqdm(total=total, desc=f"train {name}", unit="step", dynamic_ncols=True,
                    file=sys.stderr, disable=not sys.stderr.isatty())
 
+        every = max(1, total // 10)
+
         def update(done: int, total_: int, loss: float) -> None:
+            if bar.disable and (done % every == 0 or done == total_):
+                # No terminal (logs, CI): a plain line every tenth of the run instead.
+                print(f"train {name}: step {done}/{total_} loss {loss:.4f}", file=sys.stderr,
+                      flush=True)
             bar.n = done
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             bar.refresh()
