@@ -277,7 +277,8 @@ def dynamics_figure(dyn: pd.DataFrame, out_dir: Path) -> list[Path]:
         ("dist_init", "distance from init (L2)")) if c in dyn and dyn[c].notna().any()]
     if not panels:
         return []
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False,
+                             layout="constrained")
     for i, regime in enumerate(_ordered(dyn["regime"], ("direct", "answer", "simplified",
                                                          "cot"))):
         sub = dyn[dyn["regime"] == regime].sort_values("step")
