@@ -1,0 +1,327 @@
+# SPDX-License-Identifier: MIT
+"""The demo's stages: each runs one study into its run directory under the demo directory.
+
+A stage is a function ``(StageContext) -> StageOutcome`` listed in :data:`STAGE_FUNCS`;
+:func:`thoughtgrad.experiments.demo.run_demo` calls them in order, records each outcome in
+the demo manifest and goes on when one fails. A stage whose inputs are absent returns a
+``skipped`` outcome with a note saying why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from thoughtgrad.errors import UserError
+from thoughtgrad.experiments.toy import checkpoint_name
+from thoughtgrad.report.store import RunDir
+
+if TYPE_CHECKING:
+    from thoughtgrad.experiments.demo import DemoConfig, SpectraStage
+
+log = logging.getLogger(__name__)
+
+COT_FILES: tuple[str, ...] = ("no_cot", "with_cot", "with_cot_gpt4o")
+KIND_FOLDERS: tuple[str, ...] = ("cot_500", "cot_500_wrong_answer_shuffle")
+
+Progress = Callable[[int, int, float], None]
+ProgressFactory = Callable[[str, int], Progress]
+
+
+# -- the spectra data -------------------------------------------------------------------------
+def default_data_dir() -> Path:
+    """``<repo>/../shared/data`` for a source checkout (``<repo>/src/thoughtgrad``)."""
+    import thoughtgrad
+
+    return Path(thoughtgrad.__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def spectra_files(cfg: SpectraStage) -> tuple[list[Path], list[Path]]:
+    """The six data files (correct then irrelevant, none/simplified/detailed) and the
+    ones that are missing."""
+    root = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
+    files = [root / "layer_gradient" / folder / f"{cfg.dataset}_train_{suffix}.json"
+             for folder in KIND_FOLDERS for suffix in COT_FILES]
+    return files, [f for f in files if not f.is_file()]
+
+
+# -- outcomes and context ---------------------------------------------------------------------
+@dataclass
+class StageOutcome:
+    """What one stage did: ``completed``, ``skipped`` (with a note saying why) or
+    ``failed``; ``runs`` are the run directories it wrote; ``seconds`` wall time."""
+
+    name: str
+    status: str
+    runs: list[Path] = field(default_factory=list)
+    note: str = ""
+    seconds: float = 0.0
+    resumed_from_done: bool = False
+
+
+
+@dataclass
+class StageContext:
+    """What every stage reads: the demo's settings and directory, the line printer, the
+    progress-bar factory, and the notes the stages add to the report."""
+
+    cfg: DemoConfig
+    out: Path
+    message: Callable[[str], None]
+    progress_factory: ProgressFactory | None
+    notes: list[str] = field(default_factory=list)
+
+    def toy_checkpoint(self, regime: str) -> Path:
+        return self.out / "toy" / "checkpoints" / checkpoint_name(self.cfg.toy, regime)
+
+    def bar(self, name: str, total: int) -> Progress | None:
+        return self.progress_factory(name, total) if self.progress_factory else None
+
+
+def _run_dir(path: Path, command: str, config: Any, seed: int | None = None) -> RunDir:
+    return RunDir.create(path, command=f"demo: {command}", config=config, seed=seed)
+
+
+def _finished(path: Path) -> bool:
+    return (path / "manifest.json").is_file() and RunDir(path).manifest().get(
+        "status") == "completed"
+
+
+def _checkpoint_ready(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+# -- stages -----------------------------------------------------------------------------------
+def stage_toy(ctx: StageContext) -> StageOutcome:
+    """Train and evaluate direct and CoT gpt_mini models (``run_toy``, resumable)."""
+    from thoughtgrad.experiments.toy import run_toy
+
+    toy = dataclasses.replace(ctx.cfg.toy, device=ctx.cfg.device)
+    run = _run_dir(ctx.out / "toy", "toy", toy, toy.seed)
+    t0 = time.perf_counter()
+    run_toy(toy, run, progress_factory=ctx.progress_factory)
+    run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
+    return StageOutcome("toy", "completed", [run.path])
+
+
+def build_spectra_model(cfg: SpectraStage, files: list[Path], directory: Path,
+                        seed: int) -> Path:
+    """The tiny random-init model and its tokenizer (trained on every text of ``files``),
+    saved once into ``directory`` and reused on resumption."""
+    if _checkpoint_ready(directory) and (directory / "tokenizer.json").is_file():
+        return directory
+    from thoughtgrad.models.tiny import build_tokenizer, save_tiny
+    from thoughtgrad.tasks.records import infer_labels, load_records
+
+    texts = []
+    for f in files:
+        for rec in load_records(f, infer_labels(f)):
+            texts.append(f"{rec.prompt}\n{rec.output}")
+    tok = build_tokenizer(texts, vocab_size=cfg.vocab_size)
+    return save_tiny(directory, cfg.arch, tok, seed=seed, hidden_size=cfg.hidden_size,
+                     intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.layers,
+                     num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
+                     max_position_embeddings=cfg.max_positions)
+
+
+@dataclass
+class _Counter:
+    """Adapts ``run_spectra``'s (total, samples finished) callbacks to a progress bar."""
+
+    ctx: StageContext
+    name: str
+    done: int = 0
+    total: int = 0
+    bar: Progress | None = None
+
+    def start(self, total: int) -> None:
+        self.total, self.bar = total, self.ctx.bar(self.name, total)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar(self.done, self.total, float("nan"))
+
+
+def stage_spectra(ctx: StageContext) -> StageOutcome:
+    """Spectra with the paper's mean loss, then the summed-loss length control."""
+    from thoughtgrad.experiments.spectra_run import SpectraConfig, check_resume, run_spectra
+
+    sc = ctx.cfg.spectra
+    files, missing = spectra_files(sc)
+    if missing:
+        return StageOutcome("spectra", "skipped", note=(
+            f"shared data not found ({missing[0]}"
+            f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}); give "
+            "--data-dir DIR holding layer_gradient/ to measure the layer spectra"))
+    model_dir = build_spectra_model(sc, files, ctx.out / "models" / f"tiny-{sc.arch}",
+                                    ctx.cfg.toy.seed)
+    runs = []
+    for reduction, name in (("mean", "spectra"), ("sum", "spectra-sum")):
+        cfg = SpectraConfig(model=str(model_dir), data=tuple(str(f) for f in files),
+                            limit=sc.limit, device=ctx.cfg.device, loss_reduction=reduction,
+                            batch_tokens=sc.batch_tokens, seed=ctx.cfg.toy.seed)
+        path = ctx.out / name
+        check_resume(cfg, RunDir(path))
+        run = _run_dir(path, f"spectra --loss-reduction {reduction}", cfg, cfg.seed)
+        counter = _Counter(ctx, name)
+        t0 = time.perf_counter()
+        summary = run_spectra(cfg, run, progress=counter.advance, on_total=counter.start)
+        run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
+        if summary.failed:
+            ctx.notes.append(f"{name}: {summary.failed} sample(s) could not be measured "
+                             "(see spectra_failed)")
+        runs.append(run.path)
+    return StageOutcome("spectra", "completed", runs)
+
+
+def stage_dynamics(ctx: StageContext) -> StageOutcome:
+    """Fine-tune the toy base checkpoint under every regime, then surprisal per model."""
+    if importlib.util.find_spec("thoughtgrad.experiments.dynamics") is None:
+        return StageOutcome("dynamics", "skipped",
+                            note="the dynamics study is not installed in this version")
+    from thoughtgrad.experiments.dynamics import (
+        TOY_TRAIN,
+        DynamicsConfig,
+        ProbeConfig,
+        run_dynamics,
+    )
+
+    dc = ctx.cfg.dynamics
+    base = ctx.toy_checkpoint(dc.base_regime)
+    if not _checkpoint_ready(base):
+        return StageOutcome("dynamics", "skipped",
+                            note=f"needs the toy stage's {dc.base_regime} checkpoint ({base})")
+    train = dataclasses.replace(
+        TOY_TRAIN, steps=dc.steps, batch_size=dc.batch_size, seed=ctx.cfg.toy.seed,
+        checkpoint_every=max(1, min(TOY_TRAIN.checkpoint_every or dc.steps, dc.steps)),
+        warmup_steps=min(TOY_TRAIN.warmup_steps, max(1, dc.steps // 10)))
+    probes = ProbeConfig(curvature_every=dc.curvature_every,
+                         curvature_max_iter=dc.curvature_max_iter,
+                         probe_batch_size=dc.probe_batch_size)
+    runs = []
+    for regime in dc.regimes:
+        path = ctx.out / f"dynamics-{regime}"
+        runs.append(path)
+        model_dir = path / f"model-{regime}"
+        if _finished(path) and _checkpoint_ready(model_dir) and RunDir(path).has_table(
+                "surprisal"):
+            continue
+        cfg = DynamicsConfig(model=str(base), data=f"toy:{ctx.cfg.toy.task}", regime=regime,
+                             train=train, probes=probes, device=ctx.cfg.device,
+                             limit=dc.limit, data_seed=ctx.cfg.toy.seed)
+        run = _run_dir(path, f"train --regime {regime}", cfg, train.seed)
+        t0 = time.perf_counter()
+        if not _checkpoint_ready(model_dir):
+            result, _ = run_dynamics(cfg, run, progress=ctx.bar(f"fine-tune {regime}",
+                                                                dc.steps))
+            if result.stopped_reason:
+                run.set_status("failed", error=result.stopped_reason)
+                raise UserError(f"dynamics {regime}: training stopped: "
+                                f"{result.stopped_reason}")
+        surprisal_run(run, model_dir, base, ctx.cfg, regime)
+        run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
+    return StageOutcome("dynamics", "completed", runs)
+
+
+def surprisal_run(run: RunDir, model_dir: Path, base: Path, cfg: DemoConfig,
+                  regime: str) -> pd.DataFrame:
+    """Per-token surprisal (bits) and Lemma 1/2 quantities of a fine-tuned toy model on its
+    regime's responses to held-out problems it was not tuned on; written to ``surprisal``
+    and ``surprisal_samples`` of ``run`` (replacing earlier versions)."""
+    import torch
+
+    from thoughtgrad.config import resolve_device
+    from thoughtgrad.dynamics.surprisal import sample_table, token_table
+    from thoughtgrad.experiments.dynamics import toy_examples
+    from thoughtgrad.models.gpt_mini import GPTMini
+    from thoughtgrad.tasks.encode import collate
+    from thoughtgrad.tasks.toy import TOKENIZER
+    from thoughtgrad.train.sft import Batch, logits_of
+
+    dc = cfg.dynamics
+    device = resolve_device(cfg.device)
+    examples = toy_examples(base, cfg.toy.task, regime, seed=cfg.toy.seed)
+    chosen = examples[dc.limit:dc.limit + dc.surprisal_samples]
+    if not chosen:
+        log.warning("surprisal %s: every held-out problem was fine-tuned on; measuring on "
+                    "the first %d of them", regime, dc.surprisal_samples)
+        chosen = examples[:dc.surprisal_samples]
+    model = GPTMini.load(model_dir, device=device).eval()
+    frames = []
+    with torch.no_grad():
+        for start in range(0, len(chosen), 64):
+            part = chosen[start:start + 64]
+            ids, labels, mask = collate([e.full for e in part], TOKENIZER.pad_id)
+            logits = logits_of(model, Batch(ids.to(device), labels.to(device),
+                                            mask.to(device)))  # B T V
+            frames.append(token_table(logits.float(), labels.to(device),
+                                      sample_ids=[e.sample_id for e in part],
+                                      conditions=[regime] * len(part)))
+    tokens = pd.concat(frames, ignore_index=True)
+    run.write("surprisal", tokens)
+    run.write("surprisal_samples", sample_table(tokens))
+    return tokens
+
+
+def stage_scale(ctx: StageContext) -> StageOutcome:
+    """Greedy, majority vote and pass@n per K of every toy checkpoint (resumable by model)."""
+    if importlib.util.find_spec("thoughtgrad.evaluate.scaling") is None:
+        return StageOutcome("scale", "skipped",
+                            note="the test-time compute study is not installed in this version")
+    from thoughtgrad.config import resolve_device
+    from thoughtgrad.evaluate.scaling import SampleConfig, scale_study
+    from thoughtgrad.experiments.toy import REGIME_STYLE, config_from_checkpoint, split_for
+    from thoughtgrad.models.gpt_mini import GPTMini
+    from thoughtgrad.tasks.toy import get_task
+
+    sc = ctx.cfg.scale
+    ckpts = [(r, ctx.toy_checkpoint(r)) for r in ctx.cfg.toy.regimes]
+    absent = [str(p) for _, p in ckpts if not _checkpoint_ready(p)]
+    if absent:
+        return StageOutcome("scale", "skipped",
+                            note=f"needs the toy stage's checkpoints ({absent[0]})")
+    sampling = SampleConfig(samples=tuple(sc.samples), temperature=sc.temperature, seed=sc.seed)
+    run = _run_dir(ctx.out / "scale", "toy scale", {
+        "checkpoints": [str(p) for _, p in ckpts], "sampling": dataclasses.asdict(sampling),
+        "per_k": sc.per_k}, sc.seed)
+    done = set(run.read("scale", columns=["model"])["model"]) if run.has_table("scale") else set()
+    device = resolve_device(ctx.cfg.device)
+    t0 = time.perf_counter()
+    for regime, ckpt in ckpts:
+        toy, _ = config_from_checkpoint(ckpt)
+        model = GPTMini.load(ckpt, device=device).eval()
+        label = f"{regime}-L{model.config.n_layer}"
+        if label in done:
+            continue
+        evals = {k: list(ps)[:sc.per_k] if sc.per_k else list(ps)
+                 for k, ps in split_for(toy).eval.items()}
+        df = scale_study(model, get_task(toy.task), evals, REGIME_STYLE[regime], sampling,
+                         device=device)
+        labels = {"task": toy.task, "model": label, "regime": regime,
+                  "n_layer": model.config.n_layer, "params": model.num_params()}
+        for i, (name, value) in enumerate(labels.items()):
+            df.insert(i, name, value)
+        df["temperature"] = [sampling.temperature if kn == "samples" else 0.0
+                             for kn in df["knob"]]
+        df["split"] = ["in_distribution" if k in toy.train_ks else "out_of_distribution"
+                       for k in df["k"]]
+        df["checkpoint"] = str(ckpt)
+        run.append("scale", df)
+    run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
+    return StageOutcome("scale", "completed", [run.path])
+
+
+
+STAGE_FUNCS: dict[str, Callable[[StageContext], StageOutcome]] = {
+    "toy": stage_toy, "spectra": stage_spectra, "dynamics": stage_dynamics,
+    "scale": stage_scale}
+"""The stages that run before the report, by name."""
