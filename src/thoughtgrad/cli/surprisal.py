@@ -47,15 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_surprisal(args: argparse.Namespace) -> int:
     import pandas as pd
-    import torch
 
     from thoughtgrad.config import resolve_device
-    from thoughtgrad.dynamics.surprisal import sample_table, token_table
-    from thoughtgrad.experiments.dynamics import load_examples
+    from thoughtgrad.experiments.dynamics import load_examples, measure_surprisal
     from thoughtgrad.models.hf import load_model
     from thoughtgrad.report.store import RunDir
-    from thoughtgrad.tasks.encode import collate
-    from thoughtgrad.train.sft import Batch, logits_of
 
     device = resolve_device(args.device)
     model = load_model(args.model, device=str(device))
@@ -63,21 +59,12 @@ def cmd_surprisal(args: argparse.Namespace) -> int:
                                              seed=args.seed, limit=args.limit,
                                              max_length=args.max_length,
                                              chat_template=args.chat_template)
-    condition = args.condition or args.regime
     run = RunDir.create(args.out, command="surprisal", config=vars(args) | {"func": None},
                         seed=args.seed)
-    parts = []
-    with torch.no_grad():
-        for lo in range(0, len(examples), args.batch_size):
-            chunk = examples[lo: lo + args.batch_size]
-            ids, labels, mask = collate([e.full for e in chunk], pad_id)
-            batch = Batch(ids, labels, mask).to(device)
-            logits = logits_of(model, batch)
-            parts.append(token_table(logits, batch.labels,
-                                     sample_ids=[e.sample_id for e in chunk],
-                                     conditions=[condition] * len(chunk)))
-    tokens = pd.concat(parts, ignore_index=True)
-    samples = sample_table(tokens, tau=args.tau)
+    tokens, samples = measure_surprisal(model, examples, pad_id=pad_id,
+                                        condition=args.condition or args.regime,
+                                        device=device, batch_size=args.batch_size,
+                                        tau=args.tau)
     run.write("surprisal", tokens)
     run.write("surprisal_samples", samples)
     if failed:

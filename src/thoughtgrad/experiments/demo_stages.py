@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.toy import checkpoint_name
 from thoughtgrad.report.store import RunDir
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from thoughtgrad.experiments.demo import DemoConfig, SpectraStage
 
 log = logging.getLogger(__name__)
@@ -237,15 +237,10 @@ def surprisal_run(run: RunDir, model_dir: Path, base: Path, cfg: DemoConfig,
     """Per-token surprisal (bits) and Lemma 1/2 quantities of a fine-tuned toy model on its
     regime's responses to held-out problems it was not tuned on; written to ``surprisal``
     and ``surprisal_samples`` of ``run`` (replacing earlier versions)."""
-    import torch
-
     from thoughtgrad.config import resolve_device
-    from thoughtgrad.dynamics.surprisal import sample_table, token_table
-    from thoughtgrad.experiments.dynamics import toy_examples
+    from thoughtgrad.experiments.dynamics import measure_surprisal, toy_examples
     from thoughtgrad.models.gpt_mini import GPTMini
-    from thoughtgrad.tasks.encode import collate
     from thoughtgrad.tasks.toy import TOKENIZER
-    from thoughtgrad.train.sft import Batch, logits_of
 
     dc = cfg.dynamics
     device = resolve_device(cfg.device)
@@ -256,19 +251,10 @@ def surprisal_run(run: RunDir, model_dir: Path, base: Path, cfg: DemoConfig,
                     "the first %d of them", regime, dc.surprisal_samples)
         chosen = examples[:dc.surprisal_samples]
     model = GPTMini.load(model_dir, device=device).eval()
-    frames = []
-    with torch.no_grad():
-        for start in range(0, len(chosen), 64):
-            part = chosen[start:start + 64]
-            ids, labels, mask = collate([e.full for e in part], TOKENIZER.pad_id)
-            logits = logits_of(model, Batch(ids.to(device), labels.to(device),
-                                            mask.to(device)))  # B T V
-            frames.append(token_table(logits.float(), labels.to(device),
-                                      sample_ids=[e.sample_id for e in part],
-                                      conditions=[regime] * len(part)))
-    tokens = pd.concat(frames, ignore_index=True)
+    tokens, samples = measure_surprisal(model, chosen, pad_id=TOKENIZER.pad_id,
+                                        condition=regime, device=device, batch_size=64)
     run.write("surprisal", tokens)
-    run.write("surprisal_samples", sample_table(tokens))
+    run.write("surprisal_samples", samples)
     return tokens
 
 

@@ -47,10 +47,11 @@ from thoughtgrad.dynamics.monitor import (
     DynamicsMonitor,
     GradNormProbe,
 )
+from thoughtgrad.dynamics.surprisal import DEFAULT_TAU, sample_table, token_table
 from thoughtgrad.errors import UserError
 from thoughtgrad.report.store import RunDir
 from thoughtgrad.tasks.encode import EncodeConfig, Encoded, EncodeError, collate, encode
-from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, train
+from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, logits_of, train
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,33 @@ def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
             model.save_pretrained(out)
     rows = run.read("dynamics")
     return result, rows[rows["regime"] == cfg.regime].sort_values("step")
+
+
+# -- surprisal ----------------------------------------------------------------------------
+def measure_surprisal(model: nn.Module, examples: Sequence[Example], *, pad_id: int,
+                      condition: str, device: torch.device | str, batch_size: int = 8,
+                      tau: float = DEFAULT_TAU) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-token surprisal (bits), ``p_true`` and the Lemma 1 logit-gradient norm of
+    ``model`` on every loss-carrying token of ``examples`` (their full labels: the prompt
+    is masked), and the per-sample totals with the count of tokens above ``tau``.
+
+    Returns the ``surprisal`` rows (:func:`thoughtgrad.dynamics.surprisal.token_table`) and
+    the ``surprisal_samples`` rows (:func:`~thoughtgrad.dynamics.surprisal.sample_table`),
+    every row labelled ``condition``. Forward passes only, without autograd, in batches of
+    ``batch_size`` examples moved to ``device``; the model's train/eval mode is left as is.
+    """
+    parts = []
+    with torch.no_grad():
+        for lo in range(0, len(examples), batch_size):
+            chunk = examples[lo: lo + batch_size]
+            ids, labels, mask = collate([e.full for e in chunk], pad_id)
+            batch = Batch(ids, labels, mask).to(device)
+            logits = logits_of(model, batch)  # B T V
+            parts.append(token_table(logits, batch.labels,
+                                     sample_ids=[e.sample_id for e in chunk],
+                                     conditions=[condition] * len(chunk)))
+    tokens = pd.concat(parts, ignore_index=True)
+    return tokens, sample_table(tokens, tau=tau)
 
 
 # -- summary ------------------------------------------------------------------------------
