@@ -1,17 +1,30 @@
 # SPDX-License-Identifier: MIT
 """`experiments/dynamics.py`: the batched surprisal measurement against a batch-of-one hand
-`log_softmax` gather."""
+`log_softmax` gather; the exported fine-tuned toy model keeps its base's split."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
 
-from thoughtgrad.experiments.dynamics import Example, measure_surprisal
-from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
+from thoughtgrad.experiments.dynamics import (
+    TOY_SPLIT_KEYS,
+    TOY_TRAIN,
+    DynamicsConfig,
+    Example,
+    ProbeConfig,
+    measure_surprisal,
+    run_dynamics,
+    toy_examples,
+)
+from thoughtgrad.experiments.toy import config_from_checkpoint
+from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig, read_checkpoint_meta
+from thoughtgrad.report.store import RunDir
 from thoughtgrad.tasks.encode import Encoded
 from thoughtgrad.tasks.toy import TOKENIZER, encode_example, get_task, response
 
@@ -49,3 +62,32 @@ def test_measure_surprisal_equals_batch_of_one_gather() -> None:
         assert row["n_tokens"] == len(want)
         assert row["total_surprisal_bits"] == pytest.approx(sum(b for _, b in want), rel=1e-4)
         assert row["lemma2_violations"] == 0 and row["threshold_violations"] == 0
+
+
+def test_exported_toy_model_keeps_the_base_split(tmp_path: Path) -> None:
+    """model-<regime> carries the base checkpoint's task and split, so `toy:<task>` data
+    read from it gives the same held-out problems as the base (not the defaults')."""
+    base = tmp_path / "base"
+    split = {"task": "addition", "regime": "cot", "style": "cot", "train_size": 120,
+             "train_ks": [2, 3], "eval_ks": [2, 3, 4], "eval_per_k": 15, "split_seed": 7}
+    GPTMini(GPTMiniConfig(vocab_size=TOKENIZER.vocab_size, d_model=16, n_layer=1, n_head=2,
+                          block_size=64, mlp_ratio=2)).save(base, extra=split)
+    train = dataclasses.replace(TOY_TRAIN, steps=2, batch_size=4, checkpoint_every=2,
+                                warmup_steps=1)
+    cfg = DynamicsConfig(model=str(base), data="toy:addition", regime="direct", train=train,
+                         probes=ProbeConfig(curvature_every=100, curvature_max_iter=2,
+                                            probe_batch_size=2), device="cpu", limit=8)
+    run = RunDir.create(tmp_path / "run", command="train", config=cfg)
+    result, _ = run_dynamics(cfg, run)
+    assert result.stopped_reason is None
+    exported = tmp_path / "run" / "model-direct"
+    meta = read_checkpoint_meta(exported)
+    assert {k: meta[k] for k in TOY_SPLIT_KEYS} == {k: split[k] for k in TOY_SPLIT_KEYS}
+    assert (meta["regime"], meta["style"], meta["dynamics_regime"]) == ("half", "half",
+                                                                         "direct")
+    assert config_from_checkpoint(exported)[0] == config_from_checkpoint(base)[0]
+    got = toy_examples(exported, "addition", "cot", seed=0)
+    want = toy_examples(base, "addition", "cot", seed=0)
+    assert [e.full.input_ids for e in got] == [e.full.input_ids for e in want]
+    default = toy_examples(tmp_path / "nowhere", "addition", "cot", seed=0)
+    assert len(default) != len(want)  # the defaults' split is another one

@@ -272,6 +272,35 @@ def load_examples(model: nn.Module, model_path: str, data: str, regime: str, *, 
     return examples, tok.pad_token_id if tok.pad_token_id is not None else 0, failed
 
 
+TOY_SPLIT_KEYS = ("task", "train_size", "train_ks", "eval_ks", "eval_per_k", "split_seed")
+"""``config.json`` extras of a toy checkpoint that fix its task and train/held-out split."""
+
+
+def toy_export_meta(cfg: DynamicsConfig) -> dict[str, Any]:
+    """``config.json`` extras of a fine-tuned gpt_mini (``model-<regime>``).
+
+    The base checkpoint's task and split (:data:`TOY_SPLIT_KEYS`), so ``toy:<task>`` data
+    read from the exported model rebuilds the same held-out problems; the task is the
+    ``toy:<task>`` of ``cfg.data`` when given. ``regime`` and ``style`` name the fine-tuned
+    response style in the toy lab's words (``direct`` = answer only, ``half``), so the toy
+    commands evaluate the model in the style it was tuned on; ``dynamics_regime`` and
+    ``base_checkpoint`` record what ran. Empty when the base is not a toy-lab checkpoint.
+    """
+    from thoughtgrad.experiments.toy import REGIME_STYLE
+    from thoughtgrad.models.gpt_mini import read_checkpoint_meta
+
+    base = read_checkpoint_meta(cfg.model)
+    if "task" not in base:
+        return {}
+    style = TOY_STYLE[cfg.regime]
+    meta = {k: base[k] for k in TOY_SPLIT_KEYS if k in base}
+    if cfg.data.startswith("toy:"):
+        meta["task"] = cfg.data[4:]
+    return meta | {"regime": next(r for r, st in REGIME_STYLE.items() if st == style),
+                   "style": style, "dynamics_regime": cfg.regime,
+                   "base_checkpoint": str(cfg.model)}
+
+
 def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
                  progress: Callable[[int, int, float], None] | None = None
                  ) -> tuple[TrainResult, pd.DataFrame]:
@@ -310,7 +339,7 @@ def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
     if result.stopped_reason is None:
         out = run.path / f"model-{cfg.regime}"
         if toy:
-            model.save(out)
+            model.save(out, extra=toy_export_meta(cfg))
         else:
             model.save_pretrained(out)
     rows = run.read("dynamics")
