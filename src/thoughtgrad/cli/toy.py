@@ -84,7 +84,9 @@ def build_config(args: argparse.Namespace):
     return apply_overrides(cfg, args.overrides)
 
 
-def _bar_factory():
+def bar_factory():
+    """``make(name, total)`` -> a ``(done, total, loss)`` callback driving a training
+    progress bar on stderr; without a terminal, a plain line every tenth of the run."""
     import sys
 
     from tqdm.auto import tqdm
@@ -145,7 +147,7 @@ def cmd_study(args: argparse.Namespace) -> int:
                         grid={"tasks": tasks, "train_sizes": sizes})
     t0 = time.perf_counter()
     try:
-        acc = run_toy(cfg, run, tasks=tasks, train_sizes=sizes, progress_factory=_bar_factory())
+        acc = run_toy(cfg, run, tasks=tasks, train_sizes=sizes, progress_factory=bar_factory())
     except BaseException as exc:
         run.set_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                        error=str(exc))
@@ -166,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = checkpoint_name(cfg, args.regime)
     directory = run.path / "checkpoints" / name
     _, result = train_regime(cfg, split_for(cfg), args.regime, directory,
-                             progress=_bar_factory()(name, cfg.train.steps))
+                             progress=bar_factory()(name, cfg.train.steps))
     if result.stopped_reason:
         run.set_status("failed", error=result.stopped_reason)
         raise UserError(f"training stopped: {result.stopped_reason}; last good checkpoint "

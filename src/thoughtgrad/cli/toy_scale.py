@@ -172,7 +172,7 @@ def _knobs_toy(args: argparse.Namespace, toy):
 
 
 def cmd_knobs(args: argparse.Namespace) -> int:
-    from thoughtgrad.cli.toy import _bar_factory
+    from thoughtgrad.cli.toy import bar_factory
     from thoughtgrad.experiments.testtime import KnobsConfig, run_knobs
     from thoughtgrad.report.store import RunDir
 
@@ -188,7 +188,7 @@ def cmd_knobs(args: argparse.Namespace) -> int:
     run = RunDir.create(args.out, command="toy knobs", config=cfg, seed=toy.seed)
     t0 = time.perf_counter()
     try:
-        scale = run_knobs(cfg, run, progress_factory=_bar_factory())
+        scale = run_knobs(cfg, run, progress_factory=bar_factory())
     except BaseException as exc:
         run.set_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                        error=str(exc))

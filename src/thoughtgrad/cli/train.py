@@ -106,7 +106,7 @@ def _train_config(args: argparse.Namespace, model_dir: str) -> object:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from thoughtgrad.cli.toy import _bar_factory
+    from thoughtgrad.cli.toy import bar_factory
     from thoughtgrad.experiments.dynamics import (
         DynamicsConfig,
         ProbeConfig,
@@ -132,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         result, rows = run_dynamics(cfg, run,
-                                    progress=_bar_factory()(args.regime, train_cfg.steps))
+                                    progress=bar_factory()(args.regime, train_cfg.steps))
     except BaseException as exc:
         run.set_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                        error=str(exc))
