@@ -84,7 +84,12 @@ def _device(name: str | None) -> str:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from thoughtgrad.evaluate.scaling import greedy_study, loop_study, sample_study
+    from thoughtgrad.evaluate.scaling import (
+        greedy_study,
+        label_scale_rows,
+        loop_study,
+        sample_study,
+    )
     from thoughtgrad.experiments.toy import REGIME_STYLE, config_from_checkpoint, split_for
     from thoughtgrad.models.gpt_mini import GPTMini, read_checkpoint_meta
     from thoughtgrad.report.store import RunDir
@@ -112,12 +117,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
         labels = {"task": cfg.task, "model": model_label(meta), "regime": regime,
                   "n_layer": model.config.n_layer, "n_loops_train": model.config.n_loops,
                   "params": model.num_params()}
-        for i, (name, value) in enumerate(labels.items()):
-            df.insert(i, name, value)
-        df["temperature"] = [sampling.temperature if kn == "samples" else 0.0
-                             for kn in df["knob"]]
-        df["split"] = ["in_distribution" if k in cfg.train_ks else "out_of_distribution"
-                       for k in df["k"]]
+        df = label_scale_rows(df, labels, temperature=sampling.temperature,
+                              train_ks=cfg.train_ks)
         df["checkpoint"] = str(ckpt)
         run.append("scale", df)
         frames.append(df)

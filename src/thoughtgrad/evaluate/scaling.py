@@ -160,3 +160,18 @@ def scale_study(model: nn.Module, task: ToyTask, eval_sets: Mapping[int, Sequenc
     return pd.concat([greedy_study(model, task, eval_sets, style, device=device),
                       sample_study(model, task, eval_sets, style, cfg, device=device)],
                      ignore_index=True)
+
+
+def label_scale_rows(df: pd.DataFrame, labels: Mapping[str, object], *, temperature: float,
+                     train_ks: Sequence[int]) -> pd.DataFrame:
+    """One model's ``scale`` rows with their labels: ``labels`` become the leading columns
+    (in order); ``temperature`` is the sampling temperature on ``samples`` rows and 0 on
+    greedy and loop rows; ``split`` is ``in_distribution`` for a K in ``train_ks``, else
+    ``out_of_distribution``. Returns a new frame; ``df`` is left unchanged."""
+    df = df.copy()
+    for i, (name, value) in enumerate(labels.items()):
+        df.insert(i, name, value)
+    df["temperature"] = [temperature if kn == "samples" else 0.0 for kn in df["knob"]]
+    df["split"] = ["in_distribution" if k in train_ks else "out_of_distribution"
+                   for k in df["k"]]
+    return df

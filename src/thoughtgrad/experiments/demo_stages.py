@@ -264,7 +264,7 @@ def stage_scale(ctx: StageContext) -> StageOutcome:
         return StageOutcome("scale", "skipped",
                             note="the test-time compute study is not installed in this version")
     from thoughtgrad.config import resolve_device
-    from thoughtgrad.evaluate.scaling import SampleConfig, scale_study
+    from thoughtgrad.evaluate.scaling import SampleConfig, label_scale_rows, scale_study
     from thoughtgrad.experiments.toy import REGIME_STYLE, config_from_checkpoint, split_for
     from thoughtgrad.models.gpt_mini import GPTMini
     from thoughtgrad.tasks.toy import get_task
@@ -294,17 +294,12 @@ def stage_scale(ctx: StageContext) -> StageOutcome:
                          device=device)
         labels = {"task": toy.task, "model": label, "regime": regime,
                   "n_layer": model.config.n_layer, "params": model.num_params()}
-        for i, (name, value) in enumerate(labels.items()):
-            df.insert(i, name, value)
-        df["temperature"] = [sampling.temperature if kn == "samples" else 0.0
-                             for kn in df["knob"]]
-        df["split"] = ["in_distribution" if k in toy.train_ks else "out_of_distribution"
-                       for k in df["k"]]
+        df = label_scale_rows(df, labels, temperature=sampling.temperature,
+                              train_ks=toy.train_ks)
         df["checkpoint"] = str(ckpt)
         run.append("scale", df)
     run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
     return StageOutcome("scale", "completed", [run.path])
-
 
 
 STAGE_FUNCS: dict[str, Callable[[StageContext], StageOutcome]] = {

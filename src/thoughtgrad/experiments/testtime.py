@@ -37,6 +37,7 @@ from thoughtgrad.errors import UserError
 from thoughtgrad.evaluate.scaling import (
     SampleConfig,
     greedy_study,
+    label_scale_rows,
     loop_study,
     sample_study,
 )
@@ -137,13 +138,8 @@ def evaluate_spec(cfg: KnobsConfig, toy: ToyConfig, split: Split, spec: ModelSpe
     labels = {"task": toy.task, "model": spec.label, "regime": spec.regime,
               "n_layer": spec.n_layer, "n_loops_train": spec.n_loops,
               "params": model.num_params()}
-    for i, (name, value) in enumerate(labels.items()):
-        df.insert(i, name, value)
-    df["temperature"] = [cfg.sampling.temperature if kn == "samples" else 0.0
-                         for kn in df["knob"]]
-    df["split"] = ["in_distribution" if k in toy.train_ks else "out_of_distribution"
-                   for k in df["k"]]
-    return df
+    return label_scale_rows(df, labels, temperature=cfg.sampling.temperature,
+                            train_ks=toy.train_ks)
 
 
 def run_knobs(cfg: KnobsConfig, run: RunDir, *,
