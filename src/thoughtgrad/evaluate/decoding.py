@@ -32,6 +32,17 @@ def _filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Te
     return logits
 
 
+def check_decoding(*, temperature: float = 0.0, top_k: int | None = None,
+                   top_p: float | None = None) -> None:
+    """One-line :class:`UserError` for impossible decoding options."""
+    if temperature < 0:
+        raise UserError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise UserError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise UserError(f"top_p must be in (0, 1], got {top_p}")
+
+
 @torch.no_grad()
 def generate(model: nn.Module, prompt_ids: Int[Tensor, "B T0"], *, max_new_tokens: int,
              stop_id: int, pad_id: int = 0, temperature: float = 0.0,
@@ -45,12 +56,7 @@ def generate(model: nn.Module, prompt_ids: Int[Tensor, "B T0"], *, max_new_token
     ``generator`` (seeded by the caller) so runs are reproducible. ``n_loops`` is passed
     to a looped gpt_mini.
     """
-    if temperature < 0:
-        raise UserError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise UserError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise UserError(f"top_p must be in (0, 1], got {top_p}")
+    check_decoding(temperature=temperature, top_k=top_k, top_p=top_p)
     model.eval()
     B, T0 = prompt_ids.shape
     block = model.config.block_size

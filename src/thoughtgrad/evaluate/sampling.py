@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from thoughtgrad.errors import UserError
 from thoughtgrad.evaluate.accuracy import EVAL_BATCH, max_response_chars
-from thoughtgrad.evaluate.decoding import generate
+from thoughtgrad.evaluate.decoding import check_decoding, generate
 from thoughtgrad.tasks.toy import TOKENIZER, CharTokenizer, Problem, ToyTask, extract_answer
 
 
@@ -55,12 +55,7 @@ def check_sampling(*, n_samples: int = 1, temperature: float = 0.0, top_k: int |
     """One-line :class:`UserError` for impossible sampling options."""
     if n_samples < 1:
         raise UserError(f"samples must be >= 1, got {n_samples}")
-    if temperature < 0:
-        raise UserError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise UserError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise UserError(f"top_p must be in (0, 1], got {top_p}")
+    check_decoding(temperature=temperature, top_k=top_k, top_p=top_p)
 
 
 def cumulative_flops(model: nn.Module, n_loops: int | None = None) -> Float[ndarray, " P1"]:
