@@ -25,22 +25,37 @@ def _grads(model: GPTMini, batch: Batch) -> dict[str, torch.Tensor]:
 
 
 def test_prompt_targets_carry_no_gradient() -> None:
+    """The prompt carries no loss: d loss / d logits is exactly zero at every position whose
+    target is a prompt token, and non-zero at every position whose target is a response
+    token (trace and answer alike). So whatever a prompt position "should" predict, no
+    parameter gradient can depend on it."""
     model = GPTMini(SMALL)
-    ids, labels, mask = collate([encode_example("<3+4+5>", "{3+4=7;7+5=12}12#")])
+    prompt, resp = "<3+4+5>", "{3+4=7;7+5=12}12#"
+    ids, labels, mask = collate([encode_example(prompt, resp)])
+    logits = logits_of(model, Batch(ids, labels, mask)).detach().requires_grad_(True)
+    lm_loss(logits, labels).backward()
+    row_norms = logits.grad[0].abs().sum(-1)  # T: gradient mass at each position
+    # position t predicts token t+1: t < len(prompt)-1 predicts a prompt token
+    n_prompt = len(prompt)
+    assert torch.count_nonzero(row_norms[: n_prompt - 1]) == 0
+    assert bool((row_norms[n_prompt - 1: n_prompt - 1 + len(resp)] > 0).all())
+    assert float(row_norms[-1]) == 0.0  # the last position predicts nothing
+    # Unmasking the prompt (a different target set) does move the parameter gradients;
+    # with the prompt masked, rewriting the unmasked prompt targets does not.
     base = _grads(model, Batch(ids, labels, mask))
-    prompt_len = 7
-    # Change what a prompt position "should" predict: it is masked, so nothing moves.
-    raw = ids.clone()
-    raw[0, 3] = 9
-    relabelled = torch.where(torch.arange(ids.shape[1]) < prompt_len, IGNORE_INDEX, raw)
-    same = _grads(model, Batch(ids, relabelled, mask))
-    for name in base:
-        torch.testing.assert_close(same[name], base[name], rtol=0, atol=0, msg=name)
-    # Control: changing a response target does change the gradient.
-    moved = labels.clone()
-    moved[0, prompt_len + 2] = 9
-    other = _grads(model, Batch(ids, moved, mask))
+    unmasked = ids.clone()
+    other = _grads(model, Batch(ids, unmasked, mask))
     assert any(not torch.equal(other[n], base[n]) for n in base)
+    scrambled = ids.clone()
+    scrambled[0, 1:n_prompt] = torch.randint(1, 21, (n_prompt - 1,),
+                                             generator=torch.Generator().manual_seed(0))
+    remasked = torch.where(torch.arange(ids.shape[1]) < n_prompt, IGNORE_INDEX, scrambled)
+    assert torch.equal(remasked, labels)  # the pipeline's labels ignore prompt content
+    # Control: changing one response target changes the gradient.
+    moved = labels.clone()
+    moved[0, n_prompt + 2] = 9
+    changed = _grads(model, Batch(ids, moved, mask))
+    assert any(not torch.equal(changed[n], base[n]) for n in base)
 
 
 def test_tiny_run_learns_k2(tmp_path: Path) -> None:
@@ -110,3 +125,46 @@ def test_non_finite_loss(policy: str, tmp_path: Path) -> None:
         assert (tmp_path / "trainer_state.pt").exists()
     else:
         assert res.stopped_reason is None and res.steps_done == 6
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_update_that_breaks_the_weights_is_never_checkpointed(policy: str,
+                                                              tmp_path: Path) -> None:
+    """An update with a finite loss and gradient can still overflow the weights (lr 1e39
+    is inf in fp32, no clipping); the run stops whatever the policy, and the last
+    checkpoint on disk stays the finite one before the update."""
+    good = TrainConfig(steps=2, warmup_steps=1, checkpoint_every=1)
+    model = GPTMini(SMALL)
+    train(good, model, _tiny_batches, checkpoint_dir=tmp_path)
+    blow = TrainConfig(steps=5, warmup_steps=1, checkpoint_every=1, lr=1e39, grad_clip=None,
+                       on_nonfinite=policy)
+    res = train(blow, model, _tiny_batches, checkpoint_dir=tmp_path)
+    assert res.stopped_reason and "weights became non-finite" in res.stopped_reason
+    state = torch.load(tmp_path / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 2
+    for name, w in state["model"].items():
+        assert torch.isfinite(w).all(), name
+
+
+def test_resumed_run_reports_total_training_seconds(tmp_path: Path) -> None:
+    cfg = TrainConfig(steps=6, warmup_steps=1, checkpoint_every=3)
+
+    class Kill:
+        def after_backward(self, state) -> None:  # noqa: ANN001
+            if state.step == 4:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, GPTMini(SMALL), _tiny_batches, [Kill()], checkpoint_dir=tmp_path)
+    first = torch.load(tmp_path / "trainer_state.pt", weights_only=False)["seconds"]
+    assert first > 0
+    res = train(cfg, GPTMini(SMALL), _tiny_batches, checkpoint_dir=tmp_path)
+    assert res.seconds_before == pytest.approx(first)
+    assert res.total_seconds == pytest.approx(first + res.seconds)
+
+
+def test_lm_loss_keeps_float64() -> None:
+    logits = torch.randn(2, 5, 7, dtype=torch.float64)
+    labels = torch.randint(0, 7, (2, 5))
+    assert lm_loss(logits, labels).dtype == torch.float64
+    assert lm_loss(logits.to(torch.bfloat16), labels).dtype == torch.float32

@@ -163,6 +163,15 @@ def config_from_checkpoint(directory: str | Path,
     return cfg, str(meta["regime"])
 
 
+def read_timings(run: RunDir) -> pd.DataFrame | None:
+    """The run's ``timings`` table, one row per (task, train_size, regime): the last one
+    written (an evaluation re-run after an interruption appends a second row)."""
+    if not run.has_table("timings"):
+        return None
+    t = run.read("timings")
+    return t.drop_duplicates(["task", "train_size", "regime"], keep="last").reset_index(drop=True)
+
+
 def run_toy(cfg: ToyConfig, run: RunDir, *, tasks: Sequence[str] | None = None,
             train_sizes: Sequence[int] | None = None,
             progress_factory: Callable[[str, int], Callable[[int, int, float], None]] | None = None
@@ -186,18 +195,18 @@ def run_toy(cfg: ToyConfig, run: RunDir, *, tasks: Sequence[str] | None = None,
                 split = split or split_for(cell)
                 name = checkpoint_name(cell, regime)
                 bar = progress_factory(name, cell.train.steps) if progress_factory else None
-                t0 = time.perf_counter()
                 model, result = train_regime(cell, split, regime, run.path / "checkpoints" / name,
                                              progress=bar)
                 if result.stopped_reason:
                     raise UserError(f"training {name} stopped: {result.stopped_reason}")
-                train_s = time.perf_counter() - t0
                 t1 = time.perf_counter()
                 acc = evaluate_regime(cell, split, regime, model)
                 eval_s = time.perf_counter() - t1
+                # Timings first: a kill between the two appends re-runs only the evaluation,
+                # and the timings table keeps the last row of each cell (see read_timings).
                 run.append("timings", [{
                     "task": task_name, "train_size": size, "regime": regime,
-                    "steps": cell.train.steps, "train_seconds": train_s,
+                    "steps": cell.train.steps, "train_seconds": result.total_seconds,
                     "tokens_per_second": result.tokens_per_second,
                     "final_loss": result.final_loss, "eval_seconds": eval_s,
                     "distinct_train_problems": len(set(split.train))}])

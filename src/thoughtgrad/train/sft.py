@@ -104,7 +104,9 @@ def lm_loss(logits: Float[Tensor, "B T V"], labels: Int[Tensor, "B T"],
     shape ``[B, T-1]`` (0 where masked).
     """
     B, T, V = logits.shape
-    shift_logits = logits[:, :-1].reshape(-1, V).float()  # B*(T-1) V
+    shift_logits = logits[:, :-1].reshape(-1, V)  # B*(T-1) V
+    if shift_logits.dtype.itemsize < 4:  # bf16/fp16: the softmax in fp32; fp64 stays fp64
+        shift_logits = shift_logits.float()
     shift_labels = labels[:, 1:].reshape(-1)  # B*(T-1)
     per = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX,
                           reduction="none").view(B, T - 1)  # B T-1
@@ -152,10 +154,17 @@ class TrainResult:
     seconds: float
     tokens: int
     stopped_reason: str | None = None
+    seconds_before: float = 0.0
 
     @property
     def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else math.nan
+        """Throughput of this call (``tokens`` over ``seconds``)."""
+        return self.tokens / self.seconds if self.seconds > 0 and self.tokens else math.nan
+
+    @property
+    def total_seconds(self) -> float:
+        """Training wall time over every segment of a resumed run."""
+        return self.seconds_before + self.seconds
 
 
 def _call(callbacks: Sequence[Any], name: str, state: TrainState) -> None:
@@ -201,12 +210,13 @@ def _fused_ok(model: nn.Module) -> bool | None:
 
 
 def _save_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int,
-                losses: list[float], save_model: Callable[[nn.Module, Path], None] | None) -> None:
+                losses: list[float], save_model: Callable[[nn.Module, Path], None] | None,
+                seconds: float) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{STATE_FILE}.tmp"
     torch.save({"step": step, "optimizer": opt.state_dict(),
                 "model": None if save_model else model.state_dict(),
-                "losses": losses, "rng": torch.get_rng_state()}, tmp)
+                "losses": losses, "rng": torch.get_rng_state(), "seconds": seconds}, tmp)
     if save_model is not None:
         save_model(model, directory)
     tmp.replace(directory / STATE_FILE)
@@ -214,7 +224,8 @@ def _save_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer, s
 
 
 def _load_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                load_model: Callable[[nn.Module, Path], None] | None) -> tuple[int, list[float]]:
+                load_model: Callable[[nn.Module, Path], None] | None
+                ) -> tuple[int, list[float], float]:
     path = directory / STATE_FILE
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -226,7 +237,12 @@ def _load_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer,
         model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
-    return int(state["step"]), list(state["losses"])
+    return int(state["step"]), list(state["losses"]), float(state.get("seconds", 0.0))
+
+
+def weights_finite(params: Sequence[Tensor]) -> bool:
+    """Whether every parameter value is finite (checked before a checkpoint is written)."""
+    return all(bool(torch.isfinite(p.detach()).all()) for p in params)
 
 
 def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
@@ -241,16 +257,18 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
     ``batches`` maps a step number to its batch, so a resumed run sees the same data.
     ``loss_fn(model, batch)`` defaults to :func:`lm_loss` (mean) over :func:`logits_of`.
     A non-finite loss or gradient stops the run (``on_nonfinite="stop"``; the last good
-    checkpoint is kept) or skips the update (``"skip"``, ``state.skipped`` is set).
+    checkpoint is kept) or skips the update (``"skip"``, ``state.skipped`` is set). Weights
+    made non-finite by an update (a finite but huge gradient) always stop the run, caught
+    before any checkpoint would store them, so a checkpoint never holds NaN/inf weights.
     """
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     opt = make_optimizer(cfg, model)
     params = [p for p in model.parameters() if p.requires_grad]
-    start, losses = 0, []
+    start, losses, before = 0, [], 0.0
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None and (ckpt / STATE_FILE).exists():
-        start, losses = _load_state(ckpt, model, opt, load_model)
+        start, losses, before = _load_state(ckpt, model, opt, load_model)
         log.info("resumed from %s at step %d", ckpt, start)
     compute = loss_fn or (lambda m, b: lm_loss(logits_of(m, b), b.labels))
     state = TrainState(step=start, model=model, params=params)
@@ -293,13 +311,21 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
         if progress is not None:
             progress(step + 1, cfg.steps, state.loss)
         if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
-            _save_state(ckpt, model, opt, step + 1, losses, save_model)
+            if not weights_finite(params):
+                stopped = f"weights became non-finite by step {step + 1}"
+                break
+            _save_state(ckpt, model, opt, step + 1, losses, save_model,
+                        before + time.perf_counter() - t0)
     else:
         step = cfg.steps
+    if stopped is None and not weights_finite(params):
+        stopped = f"weights became non-finite by step {step}"
     if ckpt is not None and stopped is None:
-        _save_state(ckpt, model, opt, cfg.steps, losses, save_model)
+        _save_state(ckpt, model, opt, cfg.steps, losses, save_model,
+                    before + time.perf_counter() - t0)
     _call(callbacks, "on_train_end", state)
     model.eval()
     return TrainResult(steps_done=step if stopped else cfg.steps,
                        final_loss=losses[-1] if losses else math.nan, losses=losses,
-                       seconds=time.perf_counter() - t0, tokens=tokens, stopped_reason=stopped)
+                       seconds=time.perf_counter() - t0, tokens=tokens, stopped_reason=stopped,
+                       seconds_before=before)
