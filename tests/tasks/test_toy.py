@@ -103,8 +103,9 @@ def test_k_out_of_range(k: int) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("18#", 18), ("{3+4=7}7#", 7), ("{3+4=7;7+5=12}12#junk", 12), ("18", None), ("#", None),
-    ("{3+4=7;7+5=12#", None), ("1a#", None), ("{}#", None), ("", None), ("{3+4=7}}7#", 7),
-    ("-3#", None), ("9999999#", None),
+    ("{3+4=7;7+5=12#", None), ("1a#", None), ("{}#", None), ("", None), ("{3+4=7}}7#", None),
+    ("{{3+4=7}7#", None), ("x{3+4=7}7#", None), ("7}#", None), ("07#", None), ("0#", 0),
+    ("{3+4=7}07#", None), ("-3#", None), ("9999999#", None), ("180#", 180),
 ])
 def test_extract_answer_malformed(text: str, expected: int | None) -> None:
     assert extract_answer(text) == expected

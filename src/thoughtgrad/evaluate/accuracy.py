@@ -21,6 +21,8 @@ from thoughtgrad.tasks.toy import (
 )
 
 EVAL_BATCH = 512
+RANDOM_STYLES = ("half",)
+"""Response styles with no single gold text for a held-out problem."""
 
 
 def max_response_chars(task: ToyTask, k: int, style: str) -> int:
@@ -56,7 +58,15 @@ def decode_problems(model: nn.Module, task: ToyTask, problems: Sequence[Problem]
 def evaluate_accuracy(model: nn.Module, task: ToyTask, eval_sets: Mapping[int, Sequence[Problem]],
                       style: str, *, device: torch.device | str = "cpu",
                       n_loops: int | None = None) -> pd.DataFrame:
-    """One row per problem: ``k, problem, target, prediction, answer, correct, error_kind``."""
+    """One row per problem: ``k, problem, target, prediction, answer, correct, exact,
+    error_kind``.
+
+    ``correct``: the extracted final answer (:func:`~thoughtgrad.tasks.toy.extract_answer`,
+    strict grammar) equals the target. ``exact``: the whole response equals the gold text
+    of ``style`` (every trace step right, nothing extra); ``<NA>`` for the ``half`` style,
+    whose dropped steps are a random draw per problem. ``error_kind`` names the first
+    thing wrong with a response whose answer is wrong (``ok`` otherwise).
+    """
     rows = []
     for k, problems in sorted(eval_sets.items()):
         preds = decode_problems(model, task, problems, style, device=device, n_loops=n_loops)
@@ -65,17 +75,22 @@ def evaluate_accuracy(model: nn.Module, task: ToyTask, eval_sets: Mapping[int, S
             rows.append({
                 "k": k, "problem": p.prompt(), "target": task.answer(p), "prediction": text,
                 "answer": ans, "correct": ans == task.answer(p),
+                "exact": None if style in RANDOM_STYLES else text == response(task, p, style),
                 "error_kind": classify_error(task, p, text, style),
             })
     df = pd.DataFrame(rows)
     df["answer"] = df["answer"].astype("Int64")
+    df["exact"] = df["exact"].astype("boolean")
     return df
 
 
 def accuracy_table(acc: pd.DataFrame) -> pd.DataFrame:
     """Accuracy per (task, train_size, k) with one column per regime and the CoT-direct gap.
 
-    Input: rows of the ``accuracy`` table (columns task, train_size, regime, k, correct).
+    Input: rows of the ``accuracy`` table (columns task, train_size, regime, k, correct,
+    and ``exact`` when present). Output columns: the keys, ``k``, one answer-accuracy
+    column per regime, ``n`` (problems per regime), ``gap`` (cot - direct), and
+    ``<regime>_exact`` (exact-match rate of the whole response) where defined.
     """
     keys = [c for c in ("task", "train_size") if c in acc.columns]
     wide = (acc.groupby([*keys, "k", "regime"])["correct"].mean().unstack("regime")
@@ -85,6 +100,11 @@ def accuracy_table(acc: pd.DataFrame) -> pd.DataFrame:
     wide["n"] = n.values.astype(int)
     if {"direct", "cot"} <= set(wide.columns):
         wide["gap"] = wide["cot"] - wide["direct"]
+    if "exact" in acc.columns and acc["exact"].notna().any():
+        exact = (acc.dropna(subset=["exact"]).assign(exact=lambda d: d["exact"].astype(float))
+                 .groupby([*keys, "k", "regime"])["exact"].mean().unstack("regime"))
+        exact.columns = [f"{c}_exact" for c in exact.columns]
+        wide = wide.merge(exact.reset_index(), on=[*keys, "k"], how="left")
     return wide
 
 

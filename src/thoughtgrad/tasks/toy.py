@@ -309,28 +309,41 @@ def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int = 0
 _STEP_RE = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)$")
 
 
-def extract_answer(text: str) -> int | None:
-    """The integer after the trace (after the last ``}``, or the whole text) up to ``#``.
+ANSWER_DIGITS = 6
+"""Longest integer :func:`extract_answer` reads (the largest toy answer is 9 * 20 = 180)."""
 
-    Returns None when there is no ``#``, or what precedes it is not a plain integer.
+
+def extract_answer(text: str) -> int | None:
+    """The final answer of a response in the lab's grammar, or None when it has none.
+
+    The grammar is ``N#`` (direct) or ``{trace}N#`` (a trace opening the response, one
+    ``{`` and one ``}``), where ``N`` is a canonical non-negative integer: digits only, no
+    sign, no leading zero (``0`` itself is fine), at most :data:`ANSWER_DIGITS` digits.
+    Text after ``#`` is ignored (decoding stops there). Anything else (``18``, ``{..}}7#``,
+    ``07#``, ``x{..}7#``) has no answer, so a lucky number after a broken trace never
+    counts as correct.
     """
     end = text.find("#")
     if end < 0:
         return None
     body = text[:end]
-    if "{" in body:
-        close = body.rfind("}")
-        if close < 0:
+    if body.startswith("{"):
+        if body.count("{") != 1 or body.count("}") != 1:
             return None
-        body = body[close + 1:]
-    return int(body) if body.isdigit() and len(body) <= 6 else None
+        body = body[body.index("}") + 1:]
+    elif "{" in body or "}" in body:
+        return None
+    if not body.isdigit() or len(body) > ANSWER_DIGITS or (len(body) > 1 and body[0] == "0"):
+        return None
+    return int(body)
 
 
 def classify_error(task: ToyTask, p: Problem, text: str, style: str) -> str:
     """Name the first thing wrong with a decoded response; ``ok`` when it is right.
 
     Kinds: ``format:no_end`` (no ``#``), ``format:no_trace`` (a CoT style answered
-    directly), ``format:unclosed`` (``{`` without ``}``), ``format:bad_step`` (a step that
+    directly), ``format:unclosed`` (``{`` without ``}``), ``format:unbalanced`` (more than
+    one ``{`` or ``}``), ``format:bad_step`` (a step that
     is not ``a op b = c``), ``format:extra_step`` / ``format:missing_step`` (more or
     fewer ``;``-separated steps than the style asks for), ``format:no_answer`` (no integer
     before ``#``), ``copy:operand`` (a step reads the wrong running value or digit),
@@ -351,6 +364,8 @@ def classify_error(task: ToyTask, p: Problem, text: str, style: str) -> str:
         return "format:no_trace"
     if "}" not in head:
         return "format:unclosed"
+    if head.count("{") != 1 or head.count("}") != 1:
+        return "format:unbalanced"
     trace = head[1: head.find("}")]
     parts = trace.split(";") if trace else []
     expected = kept_steps(task, p, style)
