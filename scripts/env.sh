@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: MIT
 # Set up thoughtgrad's virtual environment (sourced by demo.sh and test.sh).
 #  - creates .venv (with access to system site-packages, so an existing torch is reused)
-#  - installs torch==2.13.0 (CPU build) ONLY when no torch can be imported: a bare `torch`
-#    requirement would pull a multi-GB CUDA build
+#  - installs torch==2.13.0 ONLY when no torch can be imported (a bare `torch` requirement
+#    would pull a multi-GB CUDA build); on thoughtgrad's CPU machines pip takes the CPU
+#    wheel of 2.13.0 from local disk. Elsewhere, install the torch you want first (e.g.
+#    from https://download.pytorch.org/whl/cpu) and it is reused, or set PIP_INDEX_URL.
 #  - installs thoughtgrad itself (editable), with extras given in $TG_EXTRAS
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +16,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv --system-site-packages "$VENV"
 fi
 VPY="$VENV/bin/python"
-pip_q() { "$VPY" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 | grep -v "is ignored" >&2 || true; }
+# pip, quietly; its own output is shown (minus local-index noise) and its failure is fatal.
+pip_q() {
+  local log status=0
+  log="$(mktemp)"
+  "$VPY" -m pip install --quiet --disable-pip-version-check "$@" >"$log" 2>&1 || status=$?
+  grep -v "is ignored" "$log" >&2 || true
+  rm -f "$log"
+  if [ "$status" -ne 0 ]; then
+    echo "[thoughtgrad] pip install $* failed (exit $status)" >&2
+    exit "$status"
+  fi
+}
 if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   echo "[thoughtgrad] no torch found: installing torch==2.13.0" >&2
   pip_q torch==2.13.0

@@ -33,9 +33,13 @@ def test_study_writes_tables_and_resumes(tmp_path: Path,
     assert set(acc["regime"]) == {"direct", "cot"}
     assert sorted(acc["k"].unique()) == [2, 3, 7]
     assert set(acc.columns) >= {"task", "regime", "k", "problem", "prediction", "answer",
-                                "correct", "error_kind", "train_size", "split"}
+                                "correct", "exact", "error_kind", "train_size", "split"}
+    # exact implies correct: a whole gold response has the right answer
+    assert not (acc["exact"].astype(bool) & ~acc["correct"]).any()
     by_k = pd.read_parquet(out / "accuracy_by_k.parquet")
-    assert {"direct", "cot", "gap"} <= set(by_k.columns)
+    assert {"direct", "cot", "gap", "direct_exact", "cot_exact"} <= set(by_k.columns)
+    # the printed table marks K outside the trained K values (2..6 here) as OOD
+    assert any(line.split()[:2] == ["7", "OOD"] for line in printed.splitlines())
     import json
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "completed" and manifest["config"]["train"]["steps"] == 30
@@ -80,3 +84,74 @@ def test_read_only_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)
     _one_line_error(capsys, ["toy", *TINY, "--out", str(ro / "run")], "not writable")
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["toy", "train", "--regime", "direct", *TINY, "--out", str(out)]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, ["toy", "train", "--regime", "direct", *TINY, "--steps", "40",
+                             "--out", str(out)], "train.steps: 30 -> 40")
+    # another regime (a new cell) into the same run directory is welcome
+    assert main(["toy", "train", "--regime", "cot", *TINY, "--out", str(out)]) == 0
+    assert (out / "checkpoints" / "addition-n200-cot" / "model.safetensors").exists()
+
+
+def test_options_before_a_subcommand_reach_it(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "early"
+    assert main(["toy", *TINY, "--out", str(out), "train", "--regime", "direct"]) == 0
+    import json
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["train"]["steps"] == 30
+    assert manifest["config"]["model"]["n_layer"] == 1
+    ckpt = out / "checkpoints" / "addition-n200-direct"
+    capsys.readouterr()
+    _one_line_error(capsys, ["toy", "--steps", "3", "eval", "--checkpoint", str(ckpt)],
+                    "drop --steps")
+    _one_line_error(capsys, ["toy", "--task", "addition,fold", "train", "--out",
+                             str(tmp_path / "x")], "takes one --task")
+    # every task of a sweep is checked before anything trains
+    _one_line_error(capsys, ["toy", *TINY, "--task", "addition,nope", "--out",
+                             str(tmp_path / "y")], "unknown toy task 'nope'")
+    assert not (tmp_path / "y").exists()
+
+
+def test_broken_checkpoint_config_one_line(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    out = tmp_path / "one"
+    assert main(["toy", "train", "--regime", "direct", *TINY, "--out", str(out)]) == 0
+    ckpt = out / "checkpoints" / "addition-n200-direct"
+    meta = json.loads((ckpt / "config.json").read_text())
+    capsys.readouterr()
+    (ckpt / "config.json").write_text(json.dumps({**meta, "n_head": "four"}))
+    _one_line_error(capsys, ["toy", "eval", "--checkpoint", str(ckpt)], "invalid model config")
+    (ckpt / "config.json").write_text(json.dumps({**meta, "d_model": 64}))
+    _one_line_error(capsys, ["toy", "eval", "--checkpoint", str(ckpt)],
+                    "weights do not match config.json")
+
+
+def test_sigterm_marks_the_run_interrupted(tmp_path: Path) -> None:
+    """`timeout` / a scheduler sends SIGTERM: the manifest says interrupted, exit 130."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    code = ("import sys; from thoughtgrad.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, "toy", "--steps", "100000",
+                             "--train-size", "50", "--layers", "1", "--d-model", "32",
+                             "--device", "cpu", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    state = out / "checkpoints"
+    while not (out / "manifest.json").exists() or not state.exists():
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -71,6 +72,34 @@ def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
         disable = not sys.stderr.isatty()
     yield from tqdm(items, total=total, desc=desc, unit=unit, disable=disable,
                     dynamic_ncols=True, file=sys.stderr)
+
+
+def bar_factory():
+    """``make(name, total)`` -> a ``(done, total, loss)`` callback driving a training
+    progress bar on stderr; without a terminal (logs, CI, a pipe), a plain line every
+    tenth of the run instead, so a long run is never silent."""
+    from tqdm.auto import tqdm
+
+    def make(name: str, total: int):
+        bar = tqdm(total=total, desc=f"train {name}", unit="step", dynamic_ncols=True,
+                   file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+        every = max(1, total // 10)
+
+        def update(done: int, total_: int, loss: float) -> None:
+            shown = f"{loss:.4f}" if math.isfinite(loss) else str(loss)
+            if bar.disable and (done % every == 0 or done == total_):
+                print(f"train {name}: step {done}/{total_} loss {shown}", file=sys.stderr,
+                      flush=True)
+            bar.n = done
+            if math.isfinite(loss):
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.refresh()
+            if done >= total_:
+                bar.close()
+
+        return update
+
+    return make
 
 
 def print_table(df: pd.DataFrame, *, title: str | None = None, floatfmt: str = ".3f") -> None:

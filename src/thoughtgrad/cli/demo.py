@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 import time
 
 import pandas as pd
 
-from thoughtgrad.cli.common import HelpFormatter, int_list, positive_int, print_table
+from thoughtgrad.cli.common import (
+    HelpFormatter,
+    bar_factory,
+    int_list,
+    positive_int,
+    print_table,
+)
 from thoughtgrad.errors import UserError
 
 DEFAULT_OUT = "runs/demo"
@@ -96,26 +101,6 @@ def build_config(args: argparse.Namespace):
     return cfg
 
 
-def _bar_factory():
-    from tqdm.auto import tqdm
-
-    def make(name: str, total: int):
-        bar = tqdm(total=total, desc=f"  {name}", dynamic_ncols=True, file=sys.stderr,
-                   disable=not sys.stderr.isatty(), leave=False)
-
-        def update(done: int, total_: int, loss: float) -> None:
-            bar.n = done
-            if math.isfinite(loss):
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            bar.refresh()
-            if done >= total_:
-                bar.close()
-
-        return update
-
-    return make
-
-
 def print_summary(comp) -> None:
     """Toy accuracy per K, the head of the MAD table, the AUROC table, dynamics per regime."""
     t = comp.tables
@@ -158,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     t0 = time.perf_counter()
     result = run_demo(cfg, out, message=lambda line: print(line, file=sys.stderr, flush=True),
-                      progress_factory=_bar_factory())
+                      progress_factory=bar_factory())
     seconds = time.perf_counter() - t0
     if result.comparison is not None:
         print_summary(result.comparison)

@@ -16,63 +16,122 @@ from pathlib import Path
 
 import pandas as pd
 
-from thoughtgrad.cli.common import HelpFormatter, int_list, positive_int, print_table
+from thoughtgrad.cli.common import (
+    HelpFormatter,
+    bar_factory,
+    int_list,
+    positive_int,
+    print_table,
+)
 from thoughtgrad.cli.toy_scale import register_scale
 from thoughtgrad.config import apply_overrides
 from thoughtgrad.errors import UserError
 
 DEFAULT_OUT = "runs/toy"
 
+DESCRIPTION = """\
+The toy chain-of-thought lab (seed 003).
 
-def _study_args(p: argparse.ArgumentParser, *, grid: bool) -> None:
+  thoughtgrad toy                      train direct + CoT, evaluate, print the per-K table
+  thoughtgrad toy train --regime cot   train one regime into a run directory
+  thoughtgrad toy eval --checkpoint D  evaluate a checkpoint on its held-out problems
+  thoughtgrad toy simulate --layers L --k K   the serial-compute budget table
+  thoughtgrad toy scale / loops / knobs       test-time compute (seed 004)
+"""
+
+
+STUDY_OPTIONS: tuple[str, ...] = (
+    "task", "train_size", "train_ks", "eval_ks", "steps", "batch_size", "lr", "layers",
+    "d_model", "heads", "eval_per_k", "seed")
+"""Namespace names of the study options (shared by ``toy`` and ``toy train``)."""
+
+
+def _study_args(p: argparse.ArgumentParser, *, grid: bool, inherit: bool = False) -> None:
+    """Add the study options. ``inherit``: a subcommand's copy, whose unset options keep
+    what was given before the subcommand (``toy --steps 30 train`` trains 30 steps)."""
     g = p.add_argument_group("study")
+    unset = argparse.SUPPRESS if inherit else None
     if grid:
-        g.add_argument("--task", type=lambda s: s.split(","), default=None,
+        g.add_argument("--task", type=lambda s: s.split(","), default=unset,
                        help="task families, comma-separated: addition (a digit sum), fold "
                             "(left fold of + - * mod 10, truly serial) [default: addition]")
-        g.add_argument("--train-size", type=int_list, default=None,
-                       help="distinct training problems, comma-separated for a sweep, e.g. "
-                            "3000,100000 [default: 3000]")
+        g.add_argument("--train-size", type=int_list, default=unset,
+                       help="training problems, comma-separated for a sweep, e.g. "
+                            "3000,100000; distinct while a K's problem space allows (K=2 "
+                            "has only 100 sums, so they repeat there) [default: 3000]")
     else:
-        g.add_argument("--task", default=None, help="task family: addition or fold")
-        g.add_argument("--train-size", type=positive_int, default=None,
-                       help="distinct training problems [default: 3000]")
-    g.add_argument("--steps", type=int, default=None, help="optimizer steps [default: 2000]")
-    g.add_argument("--batch-size", type=positive_int, default=None, help="[default: 64]")
-    g.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate [1e-3]")
-    g.add_argument("--layers", type=positive_int, default=None, help="gpt_mini depth L [4]")
-    g.add_argument("--d-model", type=positive_int, default=None, help="width d [128]")
-    g.add_argument("--heads", type=positive_int, default=None, help="attention heads h [4]")
-    g.add_argument("--eval-per-k", type=positive_int, default=None,
-                   help="held-out problems per K (at most a fifth of that K's space) [200]")
-    g.add_argument("--seed", type=int, default=None, help="seed for data, init and batches [0]")
-    g.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto]")
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        g.add_argument("--task", default=unset, help="task family: addition or fold "
+                       "[default: addition]")
+        g.add_argument("--train-size", type=positive_int, default=unset,
+                       help="training problems, distinct while a K's problem space allows "
+                            "[default: 3000]")
+    g.add_argument("--train-ks", type=int_list, default=unset, metavar="KS",
+                   help="K values drawn uniformly for training, e.g. 2-6 [default: 2-6]")
+    g.add_argument("--eval-ks", type=int_list, default=unset, metavar="KS",
+                   help="K values evaluated; those outside --train-ks are reported as "
+                        "out of distribution [default: 2-8]")
+    g.add_argument("--steps", type=positive_int, default=unset,
+                   help="optimizer steps per model [default: 2000]")
+    g.add_argument("--batch-size", type=positive_int, default=unset,
+                   help="training examples per step [default: 64]")
+    g.add_argument("--lr", type=float, default=unset,
+                   help="peak AdamW learning rate (warm-up, then cosine) [default: 1e-3]")
+    g.add_argument("--layers", type=positive_int, default=unset,
+                   help="gpt_mini depth L [default: 4]")
+    g.add_argument("--d-model", type=positive_int, default=unset,
+                   help="width d [default: 128]")
+    g.add_argument("--heads", type=positive_int, default=unset,
+                   help="attention heads h (must divide d) [default: 4]")
+    g.add_argument("--eval-per-k", type=positive_int, default=unset,
+                   help="held-out problems per K (at most a fifth of that K's space) "
+                        "[default: 200]")
+    g.add_argument("--seed", type=int, default=unset,
+                   help="seed for the split, init and batches [default: 0]")
+    g.add_argument("--device", default=unset, help="auto, cpu, cuda, cuda:1 ... "
+                   "[default: auto]")
+    g.add_argument("--set", dest="overrides", action="append",
+                   default=unset if inherit else [], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set train.warmup_steps=50 "
                         "--set model.n_loops=2 (repeatable)")
 
 
-def build_config(args: argparse.Namespace):
+def _one(args: argparse.Namespace, name: str, command: str):
+    """A single value of an option that the whole study accepts as a list."""
+    value = getattr(args, name, None)
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise UserError(f"{command} takes one --{name.replace('_', '-')}, got "
+                            f"{','.join(map(str, value))}")
+        return value[0]
+    return value
+
+
+def build_config(args: argparse.Namespace, *, command: str = "thoughtgrad toy"):
+    """The ToyConfig the options describe; a sweep's first task and size stand in for
+    the grid (check every grid value with :func:`check_grid`)."""
     from thoughtgrad.experiments.toy import ToyConfig
     from thoughtgrad.models.gpt_mini import GPTMiniConfig
     from thoughtgrad.train.sft import TrainConfig
 
     cfg = ToyConfig()
-    model = dict(n_layer=args.layers, d_model=args.d_model, n_head=args.heads)
+    model = dict(n_layer=getattr(args, "layers", None), d_model=getattr(args, "d_model", None),
+                 n_head=getattr(args, "heads", None))
     model = {k: v for k, v in model.items() if v is not None}
-    train = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    train = dict(steps=getattr(args, "steps", None), batch_size=getattr(args, "batch_size", None),
+                 lr=getattr(args, "lr", None))
     train = {k: v for k, v in train.items() if v is not None}
-    top = {}
-    task = getattr(args, "task", None)
-    if isinstance(task, list):
-        task = task[0]
+    top: dict = {}
+    grid = command == "thoughtgrad toy"
+    task = (getattr(args, "task", None) or [None])[0] if grid else _one(args, "task", command)
+    size = ((getattr(args, "train_size", None) or [None])[0] if grid
+            else _one(args, "train_size", command))
     if task is not None:
         top["task"] = task
-    size = getattr(args, "train_size", None)
-    if isinstance(size, list):
-        size = size[0]
     if size is not None:
         top["train_size"] = size
+    for name in ("train_ks", "eval_ks"):
+        if getattr(args, name, None) is not None:
+            top[name] = tuple(getattr(args, name))
     for name in ("eval_per_k", "seed", "device"):
         if getattr(args, name, None) is not None:
             top[name] = getattr(args, name)
@@ -81,36 +140,28 @@ def build_config(args: argparse.Namespace):
     cfg = dataclasses.replace(
         cfg, model=GPTMiniConfig(**{**dataclasses.asdict(cfg.model), **model}),
         train=TrainConfig(**{**dataclasses.asdict(cfg.train), **train}), **top)
-    return apply_overrides(cfg, args.overrides)
+    return apply_overrides(cfg, getattr(args, "overrides", None) or [])
 
 
-def bar_factory():
-    """``make(name, total)`` -> a ``(done, total, loss)`` callback driving a training
-    progress bar on stderr; without a terminal, a plain line every tenth of the run."""
-    import sys
+def check_grid(cfg, tasks: list[str], sizes: list[int]) -> None:
+    """Every cell of a sweep is valid (before any training starts)."""
+    from thoughtgrad.tasks.toy import get_task
 
-    from tqdm.auto import tqdm
+    for t in tasks:
+        get_task(t)
+    for n in sizes:
+        if n < 1:
+            raise UserError(f"--train-size values must be >= 1, got {n}")
 
-    def make(name: str, total: int):
-        bar = tqdm(total=total, desc=f"train {name}", unit="step", dynamic_ncols=True,
-                   file=sys.stderr, disable=not sys.stderr.isatty())
 
-        every = max(1, total // 10)
-
-        def update(done: int, total_: int, loss: float) -> None:
-            if bar.disable and (done % every == 0 or done == total_):
-                # No terminal (logs, CI): a plain line every tenth of the run instead.
-                print(f"train {name}: step {done}/{total_} loss {loss:.4f}", file=sys.stderr,
-                      flush=True)
-            bar.n = done
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            bar.refresh()
-            if done >= total_:
-                bar.close()
-
-        return update
-
-    return make
+def toy_identity(cfg) -> dict:
+    """The settings a resumed toy run must share with the run it continues: all but the
+    grid axes (task, training size, regime: new cells may be added) and the device."""
+    d = dataclasses.asdict(cfg)
+    for name in ("task", "train_size", "regimes", "device"):
+        d.pop(name)
+    d["train"].pop("checkpoint_every", None)
+    return d
 
 
 def print_accuracy(acc: pd.DataFrame, timings: pd.DataFrame | None = None) -> None:
@@ -119,16 +170,21 @@ def print_accuracy(acc: pd.DataFrame, timings: pd.DataFrame | None = None) -> No
     table = accuracy_table(acc)
     for (task, size), part in table.groupby(["task", "train_size"], sort=False):
         view = part.drop(columns=["task", "train_size"]).copy()
-        for col in ("direct", "cot", "simplified", "half", "gap"):
-            if col in view:
-                view[col] = (100 * view[col]).round(1)
-        view.insert(1, "range", ["train" if k <= 6 else "OOD" for k in view["k"]])
+        rates = [c for c in view.columns if c not in ("k", "n")]
+        view[rates] = (100 * view[rates].astype(float)).round(1)
+        seen = acc[(acc["task"] == task) & (acc["train_size"] == size)]
+        ood = (set(seen.loc[seen["split"] != "in_distribution", "k"]) if "split" in seen
+               else set())
+        view.insert(1, "range", ["OOD" if k in ood else "train" for k in view["k"]])
         print_table(view, title=f"\n{task}, {size} training problems: accuracy per K (%)",
                     floatfmt=".1f")
     errs = error_counts(acc)
     if not errs.empty:
         wide = errs.pivot_table(index=["task", "train_size", "regime", "error_kind"], columns="k",
-                                values="count", fill_value=0).reset_index()
+                                values="count", aggfunc="sum", fill_value=0).reset_index()
+        counts = [c for c in wide.columns if c not in ("task", "train_size", "regime",
+                                                       "error_kind")]
+        wide[counts] = wide[counts].astype(int)
         wide.columns = [str(c) for c in wide.columns]
         print_table(wide, title="\nerror taxonomy (counts per K)")
     if timings is not None and not timings.empty:
@@ -137,14 +193,15 @@ def print_accuracy(acc: pd.DataFrame, timings: pd.DataFrame | None = None) -> No
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from thoughtgrad.experiments.toy import run_toy
+    from thoughtgrad.experiments.toy import read_timings, run_toy
     from thoughtgrad.report.store import RunDir
 
     cfg = build_config(args)
     tasks = args.task or [cfg.task]
     sizes = args.train_size or [cfg.train_size]
-    run = RunDir.create(args.out, command="toy", config=cfg, seed=cfg.seed,
-                        grid={"tasks": tasks, "train_sizes": sizes})
+    check_grid(cfg, tasks, sizes)
+    run = RunDir.create(args.out or DEFAULT_OUT, command="toy", config=cfg, seed=cfg.seed,
+                        identity=toy_identity(cfg), grid={"tasks": tasks, "train_sizes": sizes})
     t0 = time.perf_counter()
     try:
         acc = run_toy(cfg, run, tasks=tasks, train_sizes=sizes, progress_factory=bar_factory())
@@ -153,7 +210,7 @@ def cmd_study(args: argparse.Namespace) -> int:
                        error=str(exc))
         raise
     run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
-    print_accuracy(acc, run.read("timings") if run.has_table("timings") else None)
+    print_accuracy(acc, read_timings(run))
     print(f"\nrun directory: {run.path}  (tables: accuracy, accuracy_by_k, errors, timings)")
     return 0
 
@@ -162,9 +219,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from thoughtgrad.experiments.toy import checkpoint_name, split_for, train_regime
     from thoughtgrad.report.store import RunDir
 
-    cfg = build_config(args)
-    run = RunDir.create(args.out, command=f"toy train --regime {args.regime}", config=cfg,
-                        seed=cfg.seed)
+    cfg = build_config(args, command="thoughtgrad toy train")
+    run = RunDir.create(args.out or DEFAULT_OUT, command="toy train", config=cfg, seed=cfg.seed,
+                        identity=toy_identity(cfg))
     name = checkpoint_name(cfg, args.regime)
     directory = run.path / "checkpoints" / name
     _, result = train_regime(cfg, split_for(cfg), args.regime, directory,
@@ -184,6 +241,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from thoughtgrad.models.gpt_mini import GPTMini
     from thoughtgrad.report.store import RunDir
 
+    given = [f"--{n.replace('_', '-')}" for n in (*STUDY_OPTIONS, "overrides")
+             if getattr(args, n, None) not in (None, [])]
+    if given:
+        raise UserError(f"toy eval takes the split and model from the checkpoint; drop "
+                        f"{', '.join(given)}")
     cfg, regime = config_from_checkpoint(args.checkpoint)
     if args.device:
         cfg = dataclasses.replace(cfg, device=args.device)
@@ -211,12 +273,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "toy", formatter_class=HelpFormatter,
         help="the toy CoT lab: train direct and CoT gpt_mini models, accuracy per K",
-        description=__doc__ + "\nWithout a subcommand, runs the whole study: trains a direct "
+        description=DESCRIPTION + "\nWithout a subcommand, runs the whole study: trains a direct "
         "and a CoT model with the same loop, evaluates accuracy for K = 2..8 (7 and 8 are "
         "out of distribution) on held-out problems, classifies every failure, and writes "
         "the run directory. Re-running the same command resumes.")
     _study_args(p, grid=True)
-    p.add_argument("--out", default=DEFAULT_OUT, help="run directory")
+    p.add_argument("--out", default=None, help=f"run directory [default: {DEFAULT_OUT}]")
     p.set_defaults(func=cmd_study)
     tsub = p.add_subparsers(dest="toy_command", metavar="SUBCOMMAND")
 
@@ -224,11 +286,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="train one regime's gpt_mini into RUN/checkpoints/",
                         description="Train one gpt_mini on one regime's texts with the shared "
                         "SFT loop (prompt-masked cross-entropy, AdamW, clip 1.0). Resumable.")
-    _study_args(t, grid=False)
+    _study_args(t, grid=False, inherit=True)
     t.add_argument("--regime", choices=["direct", "cot", "simplified", "half"], default="cot",
                    help="response format: direct '18#', cot '{3+4=7;...}18#', simplified "
                         "(every other step), half (a seeded random half of the steps)")
-    t.add_argument("--out", default=DEFAULT_OUT, help="run directory")
+    t.add_argument("--out", default=argparse.SUPPRESS,
+                   help=f"run directory [default: {DEFAULT_OUT}]")
     t.set_defaults(func=cmd_train)
 
     e = tsub.add_parser("eval", formatter_class=HelpFormatter,
@@ -237,8 +300,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "split is rebuilt from the checkpoint's config), extract answers, "
                         "classify errors, print and save accuracy per K.")
     e.add_argument("--checkpoint", required=True, help="checkpoint directory")
-    e.add_argument("--out", default=None, help="run directory [default: the checkpoint dir]")
-    e.add_argument("--device", default=None, help="auto, cpu, cuda ...")
+    e.add_argument("--out", default=argparse.SUPPRESS,
+                   help="run directory [default: the checkpoint dir]")
+    e.add_argument("--device", default=argparse.SUPPRESS, help="auto, cpu, cuda ...")
     e.set_defaults(func=cmd_eval)
 
     s = tsub.add_parser("simulate", formatter_class=HelpFormatter,

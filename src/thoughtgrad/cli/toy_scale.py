@@ -173,7 +173,7 @@ def _knobs_toy(args: argparse.Namespace, toy):
 
 
 def cmd_knobs(args: argparse.Namespace) -> int:
-    from thoughtgrad.cli.toy import bar_factory
+    from thoughtgrad.cli.common import bar_factory
     from thoughtgrad.experiments.testtime import KnobsConfig, run_knobs
     from thoughtgrad.report.store import RunDir
 

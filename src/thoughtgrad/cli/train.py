@@ -106,7 +106,7 @@ def _train_config(args: argparse.Namespace, model_dir: str) -> object:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from thoughtgrad.cli.toy import bar_factory
+    from thoughtgrad.cli.common import bar_factory
     from thoughtgrad.experiments.dynamics import (
         DynamicsConfig,
         ProbeConfig,

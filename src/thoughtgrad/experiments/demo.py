@@ -248,10 +248,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, *,
     if before and before.get("command") != "demo":
         raise UserError(f"{out}: holds a {before.get('command')!r} run, not a demo; use a "
                         "new --out")
-    if before and before.get("demo_identity") not in (None, cfg.identity()):
-        raise UserError(f"{out}: holds a demo made with other settings; use a new --out "
-                        "(or the same options as before to resume it)")
-    demo = RunDir.create(out, command="demo", config=cfg, demo_identity=cfg.identity())
+    demo = RunDir.create(out, command="demo", config=cfg, identity=cfg.identity())
     recorded: dict[str, dict[str, Any]] = dict(before.get("stages") or {})
     ctx = StageContext(cfg, out, say, progress_factory)
     outcomes: list[StageOutcome] = []

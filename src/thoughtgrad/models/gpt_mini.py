@@ -278,13 +278,23 @@ class GPTMini(nn.Module):
             raise UserError(f"checkpoint {cfg_path}: model_type is {meta.get('model_type')!r}, "
                             "expected 'gpt_mini'")
         known = {f.name for f in fields(GPTMiniConfig)}
-        cfg = GPTMiniConfig(**{k: v for k, v in meta.items() if k in known})
-        model = cls(cfg)
+        try:
+            cfg = GPTMiniConfig(**{k: v for k, v in meta.items() if k in known})
+            model = cls(cfg)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise UserError(f"checkpoint {cfg_path}: invalid model config "
+                            f"({str(exc).splitlines()[0]})") from None
         try:
             state = load_file(str(w_path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise UserError(f"checkpoint {w_path}: corrupt weights ({exc})") from None
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches raise even with strict=False
+            first = next((line.strip() for line in str(exc).splitlines()
+                          if "size mismatch" in line), str(exc).splitlines()[0])
+            raise UserError(f"checkpoint {w_path}: weights do not match {CONFIG_FILE} "
+                            f"({first.rstrip('.')})") from None
         if missing or unexpected:
             raise UserError(f"checkpoint {w_path}: weights do not match the config "
                             f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")

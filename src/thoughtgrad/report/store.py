@@ -57,11 +57,18 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -95,11 +102,15 @@ class RunDir:
     # -- creation -----------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, command: str, config: Any = None,
-               seed: int | None = None, **extra: Any) -> RunDir:
+               seed: int | None = None, identity: Mapping[str, Any] | None = None,
+               **extra: Any) -> RunDir:
         """Make (or reopen for resuming) a run directory and write its manifest.
 
         Fails with a one-line :class:`UserError` when the directory cannot be written.
-        An existing manifest is kept and updated (resume), never replaced.
+        An existing manifest is kept and updated (resume), never replaced. ``identity``
+        holds the settings that shape the numbers: a directory whose manifest records a
+        different identity is refused (one line naming the changed settings) before
+        anything is written, so a resumed run can never mix results of two settings.
         """
         run = cls(path)
         try:
@@ -112,6 +123,9 @@ class RunDir:
                             f"{exc.strerror or exc}") from None
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         manifest = run.manifest() if (run.path / MANIFEST).exists() else {}
+        if identity is not None:
+            check_identity(run.path, manifest, identity)
+            manifest["identity"] = _jsonable(identity)
         resumed = bool(manifest)
         manifest.setdefault("created", now)
         manifest.update({
@@ -215,6 +229,32 @@ class RunDir:
         d = self.path / "figures"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+
+def check_identity(path: Path, manifest: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
+    """Refuse (one line) to continue the run in ``path`` with settings other than its own."""
+    before = manifest.get("identity")
+    now = _jsonable(identity)
+    if before is None or before == now:
+        return
+    before, now = _flat(before), _flat(now)
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    detail = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+    more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+    raise UserError(f"{path}: holds a {manifest.get('command', 'thoughtgrad')!r} run made with "
+                    f"other settings ({detail}{more}); use a new --out, or the same settings "
+                    "to resume it")
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys: {"train": {"lr": 1}} -> {"train.lr": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def read_table(path: str | os.PathLike[str], columns: list[str] | None = None) -> pd.DataFrame:
