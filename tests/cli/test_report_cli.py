@@ -41,3 +41,11 @@ def test_cli_bad_input_one_line(tmp_path: Path, capsys) -> None:
     empty.mkdir()
     assert main(["report", str(empty)]) == 0
     assert "no tables found" in capsys.readouterr().err
+
+
+def test_compare_of_a_missing_run_creates_nothing(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "X"
+    assert main(["compare", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a run directory" in err[0]
+    assert not out.exists()

@@ -175,8 +175,38 @@ def test_help_lists_every_option(capsys):
                 "--dtype", "--device", "--method", "--limit", "--chat-template",
                 "--trust-remote-code", "--condition", "--prompt-field", "--response-field",
                 "--loss-reduction", "--loss-span", "--answer-pattern", "--init", "--seed",
-                "--include-fused"):
+                "--include-fused", "--attn-implementation"):
         assert opt in text
+    roles_help = " ".join(text.split("  --roles ROLES", 1)[1].split("--method", 1)[0].split())
+    assert "qkv,gate_up" in roles_help
+
+
+def test_progress_lines_without_a_terminal_and_sdpa(tmp_path, llama_dir, capsys):
+    rows = [dict(GOOD[i % 3], instruction=f"What is {i} + 1?") for i in range(20)]
+    data = _write(tmp_path / "d.json", rows)
+    rc, _, err = _run(["spectra", "--model", llama_dir, "--data", data, "--out",
+                       tmp_path / "run", "--batch-tokens", "40", "--attn-implementation",
+                       "sdpa"], capsys)
+    assert rc == 0
+    lines = [ln for ln in err.splitlines() if ln.startswith("spectra: ")]
+    assert lines[0] == "spectra: 20 samples to measure"
+    assert lines[-1].startswith("spectra: 20/20 samples (100%")
+    assert 3 <= len(lines) <= 12  # about one line per tenth, never one per batch only
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["config"]["attn_implementation"] == "sdpa"
+
+
+def test_a_run_that_measures_nothing_exits_2_and_keeps_its_failures(tmp_path, llama_dir,
+                                                                      capsys):
+    data = _write(tmp_path / "d.json", GOOD)
+    out = tmp_path / "run"
+    rc, stdout, err = _run(["spectra", "--model", llama_dir, "--data", data, "--out", out,
+                            "--max-length", "3"], capsys)
+    line = _one_line_error(rc, err)
+    assert "no sample could be measured (3 failed; first: the prompt alone has" in line
+    assert "completed" not in stdout and not (out / "spectra.parquet").exists()
+    assert len(pd.read_parquet(out / "spectra_failed.parquet")) == 3
+    assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
 
 
 def test_variants_all_writes_labelled_files(tmp_path, capsys):

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """run_spectra on a tiny random-init llama: rows and labels, agreement with a direct
-per-sample computation, resume after an interruption, retries, failures, truncation and
-the confound controls."""
+per-sample computation, the per-sample table, resume after an interruption, retries,
+failures retried on resume, an all-failed run, truncation and the confound controls."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import pytest
 import torch
 
 from thoughtgrad.errors import UserError
-from thoughtgrad.experiments.spectra_run import COLUMNS, SpectraConfig, run_spectra
+from thoughtgrad.experiments.spectra_run import (
+    COLUMNS,
+    SAMPLE_COLUMNS,
+    SpectraConfig,
+    run_spectra,
+)
+from thoughtgrad.report.compare import open_failures
 from thoughtgrad.report.store import RunDir
 from thoughtgrad.tasks.encode import EncodeConfig, encode
 
@@ -129,9 +135,34 @@ def test_limit_extends_a_run_and_other_settings_are_refused(tmp_path, model_dir,
     s = run_spectra(_cfg(model_dir, data, limit=3, batch_tokens=64), run)
     assert (s.already_done, s.computed) == (4, 2)
     assert len(run.read("spectra")) == 6 * N_MATRICES
-    with pytest.raises(UserError, match=r"different settings \(loss_reduction\); use a new --out"):
+    with pytest.raises(UserError, match=r"other settings \(loss_reduction: 'mean' -> 'sum'\); "
+                                        r"use a new --out"):
         run_spectra(_cfg(model_dir, data, limit=3, loss_reduction="sum"), run)
     assert len(run.read("spectra")) == 6 * N_MATRICES
+
+
+def test_a_run_made_before_the_shared_identity_is_still_checked(tmp_path, model_dir, data):
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    cfg = _cfg(model_dir, data, limit=1)
+    run.update_manifest(spectra_identity=cfg.identity())  # the old manifest key only
+    with pytest.raises(UserError, match=r"init: 'pretrained' -> 'random'"):
+        run_spectra(_cfg(model_dir, data, limit=1, init="random"), run)
+    assert not run.has_table("spectra")
+    assert run_spectra(cfg, run).computed == 2
+    assert "identity" in run.manifest()
+
+
+def test_model_column_is_the_resolved_directory(tmp_path, model_dir, data, monkeypatch):
+    monkeypatch.chdir(model_dir.parent)
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    rel = SpectraConfig(model=f"./{model_dir.name}", data=tuple(map(str, data)), device="cpu",
+                        limit=1)
+    run_spectra(rel, run)
+    df = run.read("spectra")
+    assert set(df["model"]) == {str(model_dir.resolve())}
+    assert run.manifest()["model"] == str(model_dir.resolve())
+    same = SpectraConfig(model=model_dir.name, data=tuple(map(str, data)), device="cpu", limit=1)
+    assert run_spectra(same, run).computed == 0  # the same model: resumed, not refused
 
 
 def test_a_failing_batch_is_retried_per_sample(tmp_path, model_dir, data, monkeypatch):
@@ -156,8 +187,35 @@ def test_a_failing_batch_is_retried_per_sample(tmp_path, model_dir, data, monkey
     assert failed["sample_id"].tolist() == [2] and summary.failed == 1
     assert failed["reason"].iloc[0] == "RuntimeError: CUDA out of memory (simulated)"
     assert sorted(run.read("spectra")["sample_id"].unique()) == [0, 1, 3, 4, 5]
+    assert run.manifest()["counts"]["failed"] == 1
+    # Resume: the failed sample is tried again; once measured its failure is resolved.
     monkeypatch.setattr(spectra, "layer_spectra", real)
+    again = run_spectra(_cfg(model_dir, data[:1], batch_tokens=10_000), run)
+    assert (again.computed, again.failed, again.already_done) == (1, 0, 5)
+    assert sorted(run.read("spectra")["sample_id"].unique()) == list(range(6))
+    measured = {("apples_no_cot", i) for i in range(6)}
+    assert open_failures(run.read("spectra_failed"), measured).empty
+    assert run.manifest()["counts"] == {"samples": 6, "done": 6, "failed": 0, "truncated": 0}
     assert run_spectra(_cfg(model_dir, data[:1], batch_tokens=10_000), run).computed == 0
+
+
+def test_a_run_that_measures_nothing_is_an_error_and_keeps_its_failures(
+        tmp_path, model_dir, data, monkeypatch):
+    import thoughtgrad.spectra as spectra
+
+    def broken(*args, **kw):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(spectra, "layer_spectra", broken)
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    with pytest.raises(UserError, match=r"no sample could be measured \(6 failed; first: "
+                                        r"RuntimeError: CUDA out of memory"):
+        run_spectra(_cfg(model_dir, data[:1]), run)
+    assert not run.has_table("spectra")
+    assert len(run.read("spectra_failed")) == 6
+    with pytest.raises(UserError, match="no sample could be measured"):  # resume: retried
+        run_spectra(_cfg(model_dir, data[:1]), run)
+    assert len(run.read("spectra_failed")) == 6  # the same reasons are not recorded twice
 
 
 def test_truncation_count_and_prompt_too_long(tmp_path, model_dir, data):
@@ -179,7 +237,8 @@ def test_truncation_count_and_prompt_too_long(tmp_path, model_dir, data):
 
     tight = min(n_prompt)
     run2 = RunDir.create(tmp_path / "run2", command="spectra")
-    run_spectra(_cfg(model_dir, data[1:], max_length=tight), run2)
+    with pytest.raises(UserError, match="no sample could be measured.*prompt alone has"):
+        run_spectra(_cfg(model_dir, data[1:], max_length=tight), run2)
     failed = run2.read("spectra_failed")
     assert len(failed) == 6 and failed["reason"].str.contains("prompt alone has").all()
     assert not run2.has_table("spectra")
@@ -201,6 +260,9 @@ def test_controls_sum_reduction_answer_span_random_init(tmp_path, model_dir, dat
     run_spectra(_cfg(model_dir, data[1:], limit=2, loss_span="answer"), ans_run)
     ans = _sorted(ans_run.read("spectra"))
     assert (ans["n_tokens"] < base["n_tokens"]).all() and (ans["loss_span"] == "answer").all()
+    texts = ans_run.read("spectra_samples").sort_values("sample_id")["answer"].tolist()
+    assert texts == ["3", "5"]  # 2 * i + 3: the answer's own tokens carry the loss
+    assert base_run.read("spectra_samples")["answer"].isna().all()
 
     r1, r2, r3 = (RunDir.create(tmp_path / f"rand{i}", command="spectra") for i in range(3))
     run_spectra(_cfg(model_dir, data[1:], limit=2, init="random", seed=5), r1)
@@ -211,3 +273,29 @@ def test_controls_sum_reduction_answer_span_random_init(tmp_path, model_dir, dat
     assert not np.allclose(a["nuclear"], base["nuclear"], rtol=1e-2)
     assert not np.allclose(a["nuclear"], c["nuclear"], rtol=1e-2)
     assert (a["init"] == "random").all()
+    assert set(a["init_seed"]) == {5} and set(c["init_seed"]) == {6}
+    assert base["init_seed"].isna().all()
+
+
+def test_per_sample_table_matches_the_spectra_rows(tmp_path, model_dir, data):
+    long_q = "<b>Tom</b> " + QUESTIONS[0] + " " + "and more words " * 30
+    f = data[1].parent / "long_with_cot.json"
+    f.write_text(json.dumps([{"instruction": long_q, "input": "", "output": COT[0]},
+                             {"instruction": QUESTIONS[1], "input": "", "output": COT[1]}]))
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    run_spectra(_cfg(model_dir, [*data, f], limit=2), run)
+    samples = run.read("spectra_samples")
+    spec = run.read("spectra")
+    assert list(samples.columns) == list(SAMPLE_COLUMNS)
+    assert len(samples) == 6 and not samples.duplicated(["source", "sample_id"]).any()
+    for row in samples.itertuples():
+        rows = spec[(spec.source == row.source) & (spec.sample_id == row.sample_id)]
+        top = rows.loc[rows["nuclear"].idxmax()]
+        assert row.mean_nuclear == pytest.approx(float(np.mean(rows["nuclear"])), rel=1e-12)
+        assert row.max_nuclear == pytest.approx(float(np.max(rows["nuclear"])), rel=1e-12)
+        assert (row.max_layer, row.max_role) == (top["layer"], top["role"])
+        assert row.n_tokens == rows["n_tokens"].iloc[0] and row.loss == rows["loss"].iloc[0]
+    first = samples[(samples.source == "long_with_cot") & (samples.sample_id == 0)].iloc[0]
+    assert first["prompt"].startswith("<b>Tom</b> Tom has 0 apples")
+    assert len(first["prompt"]) <= 200 and first["prompt"].endswith("…")
+    assert first["response"] == " ".join(COT[0].split())  # short: whole, whitespace folded

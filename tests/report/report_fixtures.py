@@ -14,6 +14,9 @@ from thoughtgrad.report.store import RunDir
 
 ROLES = ("q", "k", "v", "o", "gate", "up", "down")
 XSS = "<script>alert(1)</script>"
+XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+HOSTILE = f"{XSS} Tom has 3 apples and buys 4 more. How many apples does he have?"
+"""A record's instruction that must reach the report as inert, escaped text."""
 
 
 def make_spectra(kind: str, *, n_samples: int = 8, n_layers: int = 6, seed: int = 0,
@@ -53,6 +56,39 @@ def make_spectra(kind: str, *, n_samples: int = 8, n_layers: int = 6, seed: int 
                             "n_tokens": 30, "loss": loss, "loss_reduction": red,
                             "loss_span": span, "init": init, "model": "tiny-llama"})
     return pd.DataFrame(rows)
+
+
+def real_spectra_run(root: Path) -> Path:
+    """A real run: a record file whose first instruction is :data:`HOSTILE` (and its
+    bare-answer sibling), measured by ``thoughtgrad spectra`` on a tiny random-init llama
+    with a locally built tokenizer."""
+    import json
+
+    from thoughtgrad.cli import main
+    from thoughtgrad.models.tiny import build_tokenizer, save_tiny
+
+    questions = [HOSTILE] + [f"Ann has {i} pens and buys {i + 2} more. How many pens?"
+                             for i in range(3)]
+    answers = [7] + [2 * i + 2 for i in range(3)]
+    cot = [f"She adds them: {q.split(' has ')[1].split(' ')[0]} + ... = {a}.\n"
+           f"The final answer is {a}" for q, a in zip(questions, answers, strict=True)]
+    data = root / "records" / "cot_500"
+    data.mkdir(parents=True)
+    files = []
+    for stem, outputs in (("apples_no_cot", [str(a) for a in answers]),
+                          ("apples_with_cot", cot)):
+        f = data / f"{stem}.json"
+        f.write_text(json.dumps([{"instruction": q, "input": "", "output": o}
+                                 for q, o in zip(questions, outputs, strict=True)]))
+        files.append(f)
+    model = save_tiny(root / "tiny-llama", "llama", build_tokenizer(questions + cot),
+                      seed=0)
+    out = root / "real"
+    argv = ["spectra", "--model", str(model), "--out", str(out), "--device", "cpu"]
+    for f in files:
+        argv += ["--data", str(f)]
+    assert main(argv) == 0
+    return out
 
 
 def make_run(root: Path, name: str, tables: dict[str, pd.DataFrame], **manifest) -> Path:
@@ -97,15 +133,41 @@ def make_toy_tables(seed: int = 0) -> dict[str, pd.DataFrame]:
                         "surprisal_bits": -np.log2(p), "p_true": p, "logit_grad_norm": g,
                         "lemma2_lower": 1 - p, "lemma2_upper": np.sqrt(2) * (1 - p),
                         "lemma2_ok": True})
-    scale = []
-    for knob in ("samples", "loops"):
-        for budget in (1, 2, 4, 8):
-            scale.append({"task": "addition", "model": "gpt_mini", "knob": knob, "k": 6,
-                          "n": budget, "accuracy": 0.5 + 0.05 * np.log2(budget),
-                          "pass_at_n": 0.6 + 0.05 * np.log2(budget),
-                          "compute_tokens": 40 * budget, "compute_flops": 1e6 * budget})
+    scale = knob_rows(rng)
     return {"accuracy": acc, "dynamics": pd.DataFrame(dyn), "surprisal": pd.DataFrame(sur),
-            "scale": pd.DataFrame(scale)}
+            "scale": scale}
+
+
+def knob_rows(rng: np.random.Generator) -> pd.DataFrame:
+    """A ``toy knobs`` scale table: parameters (direct models of L = 1, 2, 4 layers), tokens
+    (a CoT model), samples (majority vote at n for a direct and a CoT model) and loops (a
+    looped model at r), for K = 2..8 (7 and 8 out of distribution)."""
+    rows = []
+    flops_per_token = {1: 7e3, 2: 1.4e4, 4: 2.8e4}
+
+    def add(model, regime, n_layer, knob, k, n, acc, tokens, loops=1):
+        rows.append({"task": "addition", "model": model, "regime": regime, "n_layer": n_layer,
+                     "n_loops_train": loops, "params": 3000 * n_layer + 3000, "k": k,
+                     "knob": knob, "n": n, "accuracy": float(np.clip(acc, 0, 1)),
+                     "pass_at_n": float(np.clip(acc + 0.1, 0, 1)), "compute_tokens": tokens,
+                     "compute_flops": tokens * flops_per_token.get(n_layer, 7e3) * loops,
+                     "n_problems": 20, "temperature": 0.8 if knob == "samples" else 0.0,
+                     "split": "in_distribution" if k <= 6 else "out_of_distribution"})
+
+    for k in range(2, 9):
+        hard = (k - 1) / 7
+        for n_layer in (1, 2, 4):
+            add(f"direct-L{n_layer}", "direct", n_layer, "parameters", k, n_layer,
+                1 - hard / (0.5 * n_layer + 0.6) + rng.normal(0, 0.02), 2 * k + 6)
+        add("cot-L1", "cot", 1, "tokens", k, 1, 0.95 - 0.3 * (k > 6), 8 * k + 6)
+        for model, regime, base, per in (("direct-L1", "direct", 1 - hard / 1.1, 2 * k + 6),
+                                         ("cot-L1", "cot", 0.9 - 0.3 * (k > 6), 8 * k + 6)):
+            for n in (1, 2, 4, 8):
+                add(model, regime, 1, "samples", k, n, base + 0.03 * np.log2(n), per * n)
+        for r in (1, 2, 3, 4):
+            add("looped-L1-r2", "direct", 1, "loops", k, r, 1 - hard / (0.4 * r + 0.7),
+                2 * k + 6, loops=r)
+    return pd.DataFrame(rows)
 
 
 @pytest.fixture

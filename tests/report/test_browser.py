@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: MIT
 """report.html in headless Chromium: no console error, live simulator, inert hostile text.
 
+The hostile text is a record's instruction in a real data file, measured by
+``thoughtgrad spectra`` on a tiny model and written by ``thoughtgrad report``.
+
 Needs the ``playwright`` Python package (``pip install playwright``; its bundled browsers
 are NOT used, never run ``playwright install``) and Debian's ``chromium``, which the
 set-up installs with apt-get when ``/usr/bin/chromium`` is missing.
@@ -14,10 +17,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from report_fixtures import XSS, make_run, make_spectra, make_toy_tables
+from report_fixtures import HOSTILE, XSS, XSS_ESCAPED, make_run, make_toy_tables, real_spectra_run
 
-from thoughtgrad.report.compare import CompareConfig
-from thoughtgrad.report.html import write_report
+from thoughtgrad.cli import main
 
 pytestmark = pytest.mark.browser
 
@@ -59,16 +61,15 @@ def browser():
             b.close()
 
 
-def test_report_in_headless_chromium(browser, tmp_path: Path) -> None:
-    roles = ("q", "k", "v", "o")
-    bad = make_spectra("irrelevant", n_samples=3, roles=roles)
-    bad["condition"] = bad["cot_level"] + f"/{XSS}"
-    runs = [make_run(tmp_path, "correct", {"spectra": make_spectra("correct", n_samples=3,
-                                                                   roles=roles),
-                                           **make_toy_tables()}),
-            make_run(tmp_path, "irrelevant", {"spectra": bad}, data=f"{XSS}.json")]
-    page_path, _ = write_report(runs, tmp_path / "report.html",
-                                CompareConfig(n_boot=30, metrics=("nuclear",)))
+def test_report_in_headless_chromium(browser, tmp_path: Path, capsys) -> None:
+    real = real_spectra_run(tmp_path)  # a record whose instruction holds <script>alert(1)
+    toy = make_run(tmp_path, "toy", make_toy_tables())
+    page_path = tmp_path / "report.html"
+    assert main(["report", str(real), str(toy), "--out", str(page_path), "--n-boot", "30",
+                 "--metrics", "nuclear"]) == 0
+    capsys.readouterr()
+    html = page_path.read_text(encoding="utf-8")
+    assert XSS_ESCAPED in html and XSS not in html  # escaped in the file, raw tag absent
 
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     console_errors: list[str] = []
@@ -98,8 +99,11 @@ def test_report_in_headless_chromium(browser, tmp_path: Path) -> None:
     assert direct.inner_text() == "solvable" and cot.inner_text() == "solvable"
 
     body = page.inner_text("body")
-    assert XSS in body  # shown as text ...
-    assert dialogs == []  # ... and never run
+    assert HOSTILE in body  # the record's instruction, shown as text ...
+    assert dialogs == []  # ... and never run: no alert or other dialog
+    assert page.evaluate(  # it sits in a table cell of the top-samples section, as text
+        "[...document.querySelectorAll('td')].some(td => td.textContent.startsWith("
+        "'<script>alert(1)</script> Tom has 3 apples'))")
     assert page.evaluate("document.querySelectorAll('script').length") == 1
     assert console_errors == []
     assert all(u.startswith(("file:", "data:")) for u in requests), requests

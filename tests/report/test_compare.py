@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 from report_fixtures import make_run, make_spectra
 
-from thoughtgrad.report.compare import CompareConfig, compare_runs, dataset_of
+from thoughtgrad.report.compare import (
+    TOP_SAMPLES,
+    CompareConfig,
+    compare_runs,
+    dataset_of,
+    open_failures,
+)
 
 LAYERS = 5
 
@@ -119,6 +125,80 @@ def test_dataset_of() -> None:
     assert dataset_of("cot_500_wrong_answer_shuffle/gsm8k_with_cot_gpt4o") == "gsm8k"
     assert dataset_of("aqua_no_cot") == "aqua"
     assert dataset_of("popular_wikipedia_500") == "popular_wikipedia_500"
+    # variants files carry two suffixes: the same dataset as the shared files
+    assert dataset_of("gsm8k_train_with_cot_gpt4o_detailed") == dataset_of(
+        "gsm8k_train_no_cot") == "gsm8k_train"
+    assert dataset_of("v/gsm8k_train_with_cot_corrupted") == "gsm8k_train"
+
+
+def test_variants_and_shared_files_compare_as_one_dataset(tmp_path: Path) -> None:
+    df, _ = hand_table(np.random.default_rng(3))
+    df = df[df["response_kind"] == "correct"].copy()
+    df["source"] = df["source"].str.replace("aqua_with_cot_gpt4o",
+                                            "aqua_with_cot_gpt4o_detailed", regex=False)
+    comp = compare_runs([make_run(tmp_path, "r", {"spectra": df})], CompareConfig(n_boot=20))
+    assert set(comp.tables["spectra_curves"]["dataset"]) == {"aqua"}  # one dataset
+    rel = comp.tables["spectra_reldiff"]
+    assert set(rel["a"] + "/" + rel["b"]) == {"none/detailed"}
+
+
+def test_open_failures_keeps_the_latest_unresolved_one() -> None:
+    failed = pd.DataFrame({"source": ["a", "a", "b", "c"], "sample_id": [0, 0, 1, 2],
+                           "reason": ["oom", "oom again", "bad", "x"]})
+    got = open_failures(failed, {("b", 1)})
+    assert got[["source", "sample_id", "reason"]].values.tolist() == [["a", 0, "oom again"],
+                                                                    ["c", 2, "x"]]
+    assert len(open_failures(failed)) == 3
+
+
+def test_failures_measured_later_are_resolved_per_run(tmp_path: Path) -> None:
+    spec = make_spectra("correct", n_samples=2, n_layers=2, roles=("q",))
+    failed = pd.DataFrame({"sample_id": [1, 5], "source": ["gsm8k_no_cot", "gsm8k_no_cot"],
+                           "reason": ["oom", "prompt too long"]})
+    a = make_run(tmp_path, "a", {"spectra": spec, "spectra_failed": failed})
+    b = make_run(tmp_path, "b", {"spectra_failed": failed})  # never measured here
+    comp = compare_runs([a, b], CompareConfig(n_boot=10))
+    got = comp.tables["spectra_failed"]
+    assert sorted(zip(got["run"], got["sample_id"], strict=True)) == [("a", 5), ("b", 1),
+                                                                      ("b", 5)]
+
+
+def test_top_samples_per_condition_against_a_direct_sort(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    rows = []
+    for cond in ("none/correct", "detailed/correct"):
+        for s in range(9):
+            rows.append({"sample_id": s, "source": f"g_{cond[:4]}", "cot_level": cond[:4],
+                         "response_kind": "correct", "condition": cond,
+                         "prompt": f"<q{s}>", "response": "r", "answer": None,
+                         "n_tokens": 3, "loss": 1.0, "mean_nuclear": float(rng.random()),
+                         "max_nuclear": 2.0, "max_layer": 1, "max_role": "v",
+                         "loss_reduction": "mean", "loss_span": "response", "init": "pretrained",
+                         "init_seed": None, "model": "m"})
+    samples = pd.DataFrame(rows)
+    dup = samples.iloc[[0]].assign(mean_nuclear=99.0)  # re-measured after a kill: last wins
+    run = make_run(tmp_path, "r", {"spectra_samples": pd.concat([samples, dup])})
+    top = compare_runs([run], CompareConfig(n_boot=10)).tables["top_samples"]
+    assert "answer" not in top.columns  # no answer-span run: no empty column
+    for cond, sub in top.groupby("condition"):
+        want = samples[samples["condition"] == cond].copy()
+        want.loc[want["sample_id"] == 0, "mean_nuclear"] = 99.0 if cond == "none/correct" \
+            else want.loc[want["sample_id"] == 0, "mean_nuclear"]
+        expect = want.sort_values("mean_nuclear", ascending=False).head(TOP_SAMPLES)
+        assert sub["sample_id"].tolist() == expect["sample_id"].tolist()
+        assert sub["rank"].tolist() == list(range(1, TOP_SAMPLES + 1))
+
+
+def test_random_init_seeds_are_separate_curves(tmp_path: Path) -> None:
+    a = make_spectra("correct", n_samples=2, n_layers=2, roles=("q",)).assign(init_seed=1)
+    b = make_spectra("correct", n_samples=2, n_layers=2, roles=("q",), seed=7).assign(
+        init_seed=2)
+    comp = compare_runs([make_run(tmp_path, "a", {"spectra": a}),
+                         make_run(tmp_path, "b", {"spectra": b})], CompareConfig(n_boot=10))
+    assert "init_seed" in comp.keys
+    curves = comp.tables["spectra_curves"]
+    assert set(curves["init_seed"]) == {"1", "2"}
+    assert (curves.groupby(["init_seed", "cot_level", "role", "metric", "layer"]).size() == 1).all()
 
 
 def test_bad_inputs_become_notes(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Record loading and condition labels: formats, one-line errors, label inference."""
+"""Record loading and condition labels: formats, one-line errors, label inference, dataset
+stems, bare-answer references from a dataset's none-level sibling file."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from thoughtgrad.errors import UserError
 from thoughtgrad.tasks.records import (
     Labels,
+    dataset_stem,
     infer_labels,
     load_many,
     load_records,
@@ -145,3 +147,43 @@ def test_load_many_labels_every_record(tmp_path):
         load_many([a, b], conditions=["x", "y", "z"])
     with pytest.raises(UserError, match="given twice"):
         load_many([a, a])
+
+
+@pytest.mark.parametrize(("stem", "dataset"), [
+    ("gsm8k_train_no_cot", "gsm8k_train"),
+    ("gsm8k_train_with_cot_gpt4o", "gsm8k_train"),
+    ("gsm8k_train_with_cot_gpt4o_detailed", "gsm8k_train"),  # a variants file
+    ("gsm8k_train_with_cot_corrupted", "gsm8k_train"),
+    ("gsm8k_train_with_cot_gpt4o_half_steps", "gsm8k_train"),
+    ("popular_wikipedia_500", "popular_wikipedia_500"),
+    ("_none", "_none"),  # a suffix alone is a name, not a suffix
+])
+def test_dataset_stem_strips_every_suffix(stem, dataset):
+    assert dataset_stem(stem) == dataset
+
+
+def test_cot_files_get_the_bare_answers_of_their_none_sibling(tmp_path):
+    qs = [{"instruction": f"What is {i} + 1?", "input": ""} for i in range(3)]
+    none = _write(tmp_path / "cot_500" / "t_no_cot.json",
+                  [{**q, "output": f" {i + 1} "} for i, q in enumerate(qs)], "json")
+    cot = _write(tmp_path / "cot_500" / "t_with_cot_gpt4o.json",
+                 [{**q, "output": f"{i} + 1 = {i + 1}. So {i + 1}."} for i, q in enumerate(qs)],
+                 "json")
+    moved = [dict(q) for q in qs]
+    moved[2]["instruction"] = "Another question?"
+    simp = _write(tmp_path / "cot_500" / "t_with_cot.json",
+                  [{**q, "output": "x"} for q in moved], "json")
+    shuffled = _write(tmp_path / "cot_500_wrong_answer_shuffle" / "t_with_cot_gpt4o.json",
+                      [{**q, "output": "y"} for q in qs], "json")
+    other = _write(tmp_path / "elsewhere" / "t_with_cot_gpt4o.json",
+                   [{**q, "output": "z"} for q in qs], "json")
+    recs = load_many([cot, none, simp, shuffled, other], limit=3)
+    refs = {(r.labels.source, r.sample_id): r.reference for r in recs}
+    assert [refs[("cot_500/t_with_cot_gpt4o", i)] for i in range(3)] == ["1", "2", "3"]
+    assert [refs[("t_with_cot", i)] for i in range(3)] == ["1", "2", None]  # prompt differs
+    assert all(refs[("t_no_cot", i)] is None for i in range(3))  # the answers themselves
+    # irrelevant responses answer other questions; a file in another folder has no sibling
+    assert all(refs[(src, i)] is None for i in range(3)
+               for src in ("cot_500_wrong_answer_shuffle/t_with_cot_gpt4o",
+                           "elsewhere/t_with_cot_gpt4o"))
+    assert all(r.reference is None for r in load_many([cot]))  # sibling not given

@@ -86,13 +86,13 @@ def run(args: argparse.Namespace) -> int:
     from thoughtgrad.report.figures import render_all
     from thoughtgrad.report.tables import save_all
 
+    comp = compare_runs(args.runs, config_from_args(args))  # first: bad runs create nothing
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create the report folder ({exc.strerror or exc})"
                         ) from None
-    comp = compare_runs(args.runs, config_from_args(args))
     saved = save_all(comp.tables, out)
     fig = {} if args.no_figures else render_all(comp, out / "figures")
     print_key_tables(comp)

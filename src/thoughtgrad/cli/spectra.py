@@ -4,8 +4,9 @@
     thoughtgrad spectra --model DIR_OR_HUB_ID --data FILE [--data FILE ...] --out RUN_DIR
 
 Writes ``RUN_DIR/spectra.parquet/`` (one row per sample x layer x matrix, appended in
-shards), ``spectra_failed.parquet/`` and ``manifest.json``. Re-running the same command
-resumes: finished samples are skipped.
+shards), ``spectra_samples.parquet/`` (one row per sample), ``spectra_failed.parquet/`` and
+``manifest.json``. Re-running the same command resumes: finished samples are skipped,
+failed ones are tried again. A run that measures no sample at all is an error (exit 2).
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ given: _no_cot -> none, _with_cot -> simplified, _with_cot_gpt4o -> detailed; a 
 named *wrong_answer_shuffle* -> irrelevant responses, else correct.
 
 Confound controls: --loss-reduction sum (no 1/length factor), --loss-span answer (only the
-final answer carries loss), --init random (the same architecture, untrained).
+final answer carries loss), --init random (the same architecture, untrained). Each control
+is its own run: give it a new --out (a run directory refuses other settings) and pass
+all the run directories to `thoughtgrad compare` / `thoughtgrad report`.
+
+With --loss-span answer, the answer is found by its shape from the prompt (an option
+letter, Sentence A/B, yes/no, one of the listed options, a number), first in the marked
+answer ("The final answer is", \\boxed{}, ####, "Answer:"), then in the last line, then
+anywhere; and when a dataset's _no_cot file is given with its CoT files (same folder),
+as that file's bare answer found in the long response. A response that never states
+its answer is recorded as failed.
 """
 
 
@@ -57,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = p.add_argument_group("measurement")
     m.add_argument("--roles", type=lambda s: tuple(r.strip() for r in s.split(",") if r.strip()),
                    default=None,
-                   help="comma-separated roles among q,k,v,o,gate,up,down (default: all)")
+                   help="comma-separated roles among q,k,v,o,gate,up,down and the fused stored "
+                        "weights qkv,gate_up (default: q,k,v,o,gate,up,down)")
     m.add_argument("--method", choices=("fast", "reference"), default="fast",
                    help="fast: one batched backward, exact spectra from small QR cores; "
                         "reference: the paper's per-sample backward + full SVD (slow)")
@@ -69,8 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tokens carrying loss: the whole response, or only the final answer")
     m.add_argument("--answer-pattern", default=None, metavar="REGEX",
                    help="regex locating the answer for --loss-span answer (group 1, last "
-                        "match); default patterns cover 'The final answer is X', \\boxed{X}, "
-                        "'So the answer is X', 'Answer: X', else the last line")
+                        "match), instead of the default answer finder described above")
     m.add_argument("--chat-template", action="store_true",
                    help="encode with the tokenizer's chat template (system + user turn, "
                         "generation prompt) as for instruct models; default: prompt + \\n + "
@@ -91,6 +101,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="memory bound: padded tokens per batch (samples x longest)")
     r.add_argument("--dtype", default="fp32", help="model weights: fp32, bf16, fp16, fp64")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    r.add_argument("--attn-implementation", choices=("eager", "sdpa"), default="eager",
+                   help="attention kernel: eager (exact in any dtype) or sdpa (faster; same "
+                        "numbers up to rounding, so a run may resume with the other)")
     r.add_argument("--trust-remote-code", action="store_true",
                    help="allow a hub model's own Python code to run (off by default)")
     p.set_defaults(func=run)
@@ -109,27 +122,54 @@ def build_config(args: argparse.Namespace):
         prompt_field=args.prompt_field, response_field=args.response_field,
         loss_reduction=args.loss_reduction, loss_span=args.loss_span,
         answer_pattern=args.answer_pattern, init=args.init, seed=args.seed,
-        include_fused=args.include_fused)
+        include_fused=args.include_fused, attn_implementation=args.attn_implementation)
+
+
+class Progress:
+    """Samples done on stderr: a tqdm bar on a terminal, else a plain line every tenth of
+    the run (logs, CI and pipes are never silent)."""
+
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=0, unit="sample", desc="spectra", dynamic_ncols=True,
+                        file=sys.stderr, disable=not sys.stderr.isatty())
+        self.total, self.done, self.next_line = 0, 0, 0
+        self.start = time.perf_counter()
+
+    def reset(self, total: int) -> None:
+        self.bar.reset(total=total)
+        self.total, self.done = total, 0
+        self.next_line = max(1, total // 10)
+        if self.bar.disable:
+            print(f"spectra: {total} samples to measure", file=sys.stderr, flush=True)
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+        self.done += n
+        if self.bar.disable and self.total and self.done >= self.next_line:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            print(f"spectra: {self.done}/{self.total} samples ({100 * self.done / self.total:.0f}"
+                  f"%, {rate:.2f} samples/s)", file=sys.stderr, flush=True)
+            while self.next_line <= self.done:
+                self.next_line += max(1, self.total // 10)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from thoughtgrad.experiments.spectra_run import check_resume, run_spectra
     from thoughtgrad.report.store import RunDir
 
     cfg = build_config(args)
-    check_resume(cfg, RunDir(args.out))  # before the manifest is touched
-    run_dir = RunDir.create(args.out, command="spectra", config=cfg, seed=cfg.seed)
-    bar = tqdm(total=0, unit="sample", desc="spectra", dynamic_ncols=True, file=sys.stderr,
-               disable=not sys.stderr.isatty())
-
-    def on_total(n: int) -> None:
-        bar.reset(total=n)
-
+    check_resume(cfg, RunDir(args.out))  # data bytes, before the manifest is touched
+    run_dir = RunDir.create(args.out, command="spectra", config=cfg, seed=cfg.seed,
+                            identity=cfg.identity())
+    bar = Progress()
     start = time.perf_counter()
     try:
-        summary = run_spectra(cfg, run_dir, progress=bar.update, on_total=on_total)
+        summary = run_spectra(cfg, run_dir, progress=bar.update, on_total=bar.reset)
     except KeyboardInterrupt:
         bar.close()
         run_dir.set_status("interrupted")

@@ -14,16 +14,20 @@ from thoughtgrad.cli.common import HelpFormatter
 from thoughtgrad.errors import UserError
 
 DESCRIPTION = """\
-From records with a step-by-step response (steps = paragraphs, lines or sentences; the
-answer = the final-answer line), write a variant in the same format as the input:
+From records with a step-by-step response (steps = sentences, lines, or the numbered
+items / sections of a markdown solution with their bullets and equations; headers are
+not steps; the answer line = the line stating the final answer), write a variant in the
+same format as the input:
 
-  none        the bare final answer ("fast thinking")
+  none        the bare final answer ("fast thinking"; records that never state one are
+              left out)
   simplified  every other step, then the answer line
   detailed    all steps (the response unchanged)
   half-steps  a seeded random half of the steps removed per sample, answer kept
   irrelevant  responses permuted across instructions, no record keeps its own (seeded)
-  corrupted   one step's result changed and carried to later equal numbers and the final
-              answer; the problem's numbers kept (records with no number are left out)
+  corrupted   one equation's result changed and every later equation that uses it
+              recomputed, up to the final answer; the problem's numbers kept (records
+              where no change reaches the answer are left out)
 
 With --all, every kind is written to DIR/<stem>_<kind>.<ext>, names that
 `thoughtgrad spectra` turns into labels (cot_level, response_kind).
@@ -71,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         path = write_rows(out, result.rows)
         note = ""
         if result.skipped:
-            note = (f"; {len(result.skipped)} records with no number to change left out "
+            why = ("no equation whose change reaches the answer" if kind == "corrupted"
+                   else "no stated final answer")
+            note = (f"; {len(result.skipped)} records with {why} left out "
                     f"(first: record {result.skipped[0]})")
         print(f"{kind}: {len(result.rows)} records -> {path}{note}")
         if result.skipped:

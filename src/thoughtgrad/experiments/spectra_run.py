@@ -3,16 +3,22 @@
 
 :func:`run_spectra` loads a causal LM and its tokenizer, reads and labels every record of
 the data files, encodes them (:mod:`thoughtgrad.tasks.encode`), groups them into batches
-of at most ``batch_tokens`` padded tokens, and appends the rows of
-:func:`thoughtgrad.spectra.layer_spectra` for each batch, with the record's labels and the
-measurement's settings, to the run's ``spectra`` table as one shard.
+of at most ``batch_tokens`` padded tokens, and appends, for each batch, one shard to the
+run's ``spectra_samples`` table (one row per sample: labels, prompt and response excerpts,
+tokens, loss, mean and largest nuclear norm) and one to ``spectra`` (the rows of
+:func:`thoughtgrad.spectra.layer_spectra` with the record's labels and the measurement's
+settings).
 
-Resumable: samples already in ``spectra`` (or in ``spectra_failed``) are skipped, keyed by
-``(source, sample_id)``; the settings that change the numbers are stored in the manifest
-and a different configuration is refused. A batch that raises (out of memory, a runtime
-error) is retried sample by sample; a sample that still fails, or cannot be encoded (its
-prompt fills ``max_length``, no answer found for ``loss_span="answer"``), is appended to
-``spectra_failed`` with its reason and the run goes on.
+Resumable: samples already in ``spectra`` are skipped, keyed by ``(source, sample_id)``; the
+settings that change the numbers are the run's ``identity`` in the manifest
+(:meth:`thoughtgrad.report.store.RunDir.create` refuses another), and a data file whose
+bytes changed is refused too. A batch that raises (out of memory, a runtime error) is
+retried sample by sample; a sample that still fails, or cannot be encoded (its prompt
+fills ``max_length``, no answer found for ``loss_span="answer"``), is appended to
+``spectra_failed`` with its reason and the run goes on. Failed samples are tried again on
+resume; a failure whose sample was measured later is resolved
+(:func:`thoughtgrad.report.compare.open_failures`).
+A run that ends with no measured sample at all raises :class:`UserError`.
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ import torch.nn as nn
 
 from thoughtgrad.config import seed_everything
 from thoughtgrad.errors import UserError
-from thoughtgrad.report.store import RunDir, file_sha256
+from thoughtgrad.report.store import RunDir, check_identity, file_sha256
 from thoughtgrad.tasks.encode import (
+    IGNORE_INDEX,
     LOSS_SPANS,
     EncodeConfig,
     Encoded,
@@ -46,21 +53,37 @@ log = logging.getLogger(__name__)
 
 TABLE = "spectra"
 FAILED_TABLE = "spectra_failed"
+SAMPLES_TABLE = "spectra_samples"
 
 LABEL_COLUMNS: tuple[str, ...] = ("sample_id", "source", "cot_level", "response_kind",
                                   "condition")
-SETTING_COLUMNS: tuple[str, ...] = ("loss_reduction", "loss_span", "init", "model")
+SETTING_COLUMNS: tuple[str, ...] = ("loss_reduction", "loss_span", "init", "init_seed",
+                                    "model")
 STAT_COLUMNS: tuple[str, ...] = ("layer", "role", "param", "nuclear", "sigma_max", "sigma_min",
                                  "ratio", "frobenius", "effective_rank", "rank", "n_tokens",
                                  "loss")
 COLUMNS: tuple[str, ...] = (*LABEL_COLUMNS, *STAT_COLUMNS, *SETTING_COLUMNS)
-"""Columns of the ``spectra`` table, in order (docs/architecture.md)."""
+"""Columns of the ``spectra`` table, in order (docs/architecture.md). ``model`` is the
+resolved local directory or the hub id; ``init_seed`` the seed of ``init="random"`` (null
+for pretrained weights)."""
 
-RESUME_FREE: tuple[str, ...] = ("limit", "device", "batch_tokens")
+SAMPLE_COLUMNS: tuple[str, ...] = (*LABEL_COLUMNS, "prompt", "response", "answer", "n_tokens",
+                                   "loss", "mean_nuclear", "max_nuclear", "max_layer",
+                                   "max_role", *SETTING_COLUMNS)
+"""Columns of the ``spectra_samples`` table: per sample, text excerpts (``answer``: the
+loss-carrying text for ``loss_span="answer"``, else null), the loss-carrying token count,
+the sample's mean loss (nats per token), and the mean and largest nuclear norm over its
+measured matrices with the layer and role of the largest."""
+
+EXCERPT_CHARS = 200
+"""Length of the prompt and response excerpts in ``spectra_samples``."""
+
+RESUME_FREE: tuple[str, ...] = ("limit", "device", "batch_tokens", "attn_implementation")
 """Config fields that may change between a run and its resumption: they select samples
 or place work but do not change any number already written."""
 
 INITS = ("pretrained", "random")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
 @dataclass(frozen=True)
@@ -69,7 +92,9 @@ class SpectraConfig:
 
     ``max_length`` ``None`` means the model's maximum positions. ``condition`` is one label
     for every file or one per file. ``init="random"`` re-initialises the same architecture
-    with ``seed`` (the untrained-model control).
+    with ``seed`` (the untrained-model control). ``attn_implementation`` is how the model
+    computes attention (``eager`` exact in any dtype, or ``sdpa``); it changes no number
+    beyond rounding, so a run may be resumed with the other one.
     """
 
     model: str
@@ -93,6 +118,7 @@ class SpectraConfig:
     init: str = "pretrained"
     seed: int = 0
     include_fused: bool = False
+    attn_implementation: str = "eager"
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -110,6 +136,9 @@ class SpectraConfig:
             raise UserError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"limit must be >= 1, got {self.limit}")
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise UserError(f"attn_implementation must be one of "
+                            f"{', '.join(ATTN_IMPLEMENTATIONS)}, got {self.attn_implementation!r}")
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
@@ -117,9 +146,14 @@ class SpectraConfig:
         for name in RESUME_FREE:
             d.pop(name)
         d["data"] = [str(Path(p).resolve()) for p in self.data]
-        local = Path(self.model).expanduser()
-        d["model"] = str(local.resolve()) if local.is_dir() else self.model
+        d["model"] = self.model_id()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def model_id(self) -> str:
+        """The model as rows and manifests name it: the resolved local directory
+        (``./m`` and ``m`` are one model), else the hub id as given."""
+        local = Path(self.model).expanduser()
+        return str(local.resolve()) if local.is_dir() else self.model
 
 
 @dataclass(frozen=True)
@@ -147,7 +181,8 @@ def load(cfg: SpectraConfig) -> tuple[nn.Module, Any]:
 
     tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
     model = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device,
-                       trust_remote_code=cfg.trust_remote_code)
+                       trust_remote_code=cfg.trust_remote_code,
+                       attn_implementation=cfg.attn_implementation)
     if cfg.init == "random":
         model = reinitialise(model, cfg.seed)
     return model.eval(), tokenizer
@@ -215,17 +250,19 @@ def data_hashes(cfg: SpectraConfig) -> dict[str, str]:
 
 
 def check_resume(cfg: SpectraConfig, run: RunDir) -> None:
-    """Refuse (one line) to continue a run made with other settings or other data bytes."""
-    hashes = data_hashes(cfg)
+    """Refuse (one line) to continue a run whose data bytes changed, or (for a run
+    directory made before the shared ``identity`` mechanism) whose settings differ.
+
+    The settings of current runs are checked by :func:`thoughtgrad.report.store.check_identity`
+    (called by :meth:`RunDir.create` with ``identity=cfg.identity()``, and by
+    :func:`run_spectra`).
+    """
     manifest = run.manifest()
-    before = manifest.get("spectra_identity")
-    if before is not None and before != cfg.identity():
-        changed = sorted(k for k in set(before) | set(cfg.identity())
-                         if before.get(k) != cfg.identity().get(k))
-        raise UserError(f"{run.path}: holds a spectra run with different settings "
-                        f"({', '.join(changed)}); use a new --out to measure these")
+    legacy = manifest.get("spectra_identity")
+    if legacy is not None and "identity" not in manifest:
+        check_identity(run.path, {"identity": legacy, "command": "spectra"}, cfg.identity())
     old = manifest.get("data_sha256") or {}
-    for path, digest in hashes.items():
+    for path, digest in data_hashes(cfg).items():
         if path in old and old[path] != digest:
             raise UserError(f"{path}: changed since {run.path} was started (sha256 differs); "
                             f"use a new --out")
@@ -239,15 +276,21 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
 
     ``on_total`` is called once with the number of samples left to measure, ``progress``
     after each batch with the number of samples it finished (measured or failed). The
-    manifest gets the model id, each data file's sha256 and the counts (``samples``,
-    ``done``, ``truncated``, ``failed``); the caller sets the status.
+    manifest gets the identity, the model id, each data file's sha256 and the counts
+    (``samples``, ``done``, ``truncated``, ``failed``: samples with a standing failure); the
+    caller sets the status. Raises :class:`UserError` when the run holds no measured
+    sample at the end (its failures are kept in ``spectra_failed``).
     """
     records = load_many(cfg.data, conditions=cfg.condition, limit=cfg.limit,
                         prompt_field=cfg.prompt_field, response_field=cfg.response_field)
     check_resume(cfg, run)
-    run.update_manifest(spectra_identity=cfg.identity(), model=cfg.model,
+    check_identity(run.path, run.manifest(), cfg.identity())
+    run.update_manifest(identity=cfg.identity(), model=cfg.model_id(),
                         data_sha256=data_hashes(cfg))
-    done = _done_keys(run, TABLE) | _done_keys(run, FAILED_TABLE)
+    done = _done_keys(run, TABLE)
+    measured = set(done)  # grows as batches finish
+    latest = _latest_failures(run)  # (source, sample_id) -> its latest recorded reason
+    selected = {(r.labels.source, r.sample_id) for r in records}
 
     seed_everything(cfg.seed)
     model, tokenizer = load(cfg)
@@ -263,74 +306,107 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
     failed_rows: list[dict[str, Any]] = []
     truncated = 0
     for rec in records:
+        if (rec.labels.source, rec.sample_id) in done:
+            continue
         try:
-            enc = encode(tokenizer, rec.prompt, rec.output, enc_cfg)
+            enc = encode(tokenizer, rec.prompt, rec.output, enc_cfg, reference=rec.reference)
         except EncodeError as exc:
-            if (rec.labels.source, rec.sample_id) not in done:
-                failed_rows.append(_failed_row(rec, str(exc)))
+            failed_rows.append(_failed_row(rec, str(exc)))
             continue
         truncated += enc.truncated
-        if (rec.labels.source, rec.sample_id) not in done:
-            items.append(_Item(rec, enc))
+        items.append(_Item(rec, enc))
     if truncated:
-        log.warning("%d of %d samples truncated to %s tokens", truncated, len(records), limit)
+        log.warning("%d of %d samples truncated to %s tokens", truncated, len(items), limit)
     if on_total is not None:
         on_total(len(items) + len(failed_rows))
-    if failed_rows:
-        run.append(FAILED_TABLE, _failed_frame(failed_rows))
-        if progress is not None:
-            progress(len(failed_rows))
+    _append_failures(run, failed_rows, latest)
+    if progress is not None and failed_rows:
+        progress(len(failed_rows))
 
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    n_done = len(_done_keys(run, TABLE))
-    n_failed_total = len(_done_keys(run, FAILED_TABLE))
-    n_rows, n_failed = 0, len(failed_rows)
+    n_rows, n_failed, n_computed = 0, len(failed_rows), 0
     for batch_idx in token_batches([len(it.encoded) for it in items], cfg.batch_tokens):
         batch = [items[i] for i in batch_idx]
-        frame, failures = _measure(model, batch, cfg, pad_id, device)
+        frame, per_sample, failures = _measure(model, tokenizer, batch, cfg, pad_id, device)
         if not frame.empty:
+            run.append(SAMPLES_TABLE, per_sample)  # first: a sample counts as done by TABLE
             run.append(TABLE, frame)
             n_rows += len(frame)
-            n_done += len(batch) - len(failures)
-        if failures:
-            run.append(FAILED_TABLE, _failed_frame(failures))
-            n_failed += len(failures)
-            n_failed_total += len(failures)
-        run.update_manifest(counts={"samples": len(records), "done": n_done,
-                                    "failed": n_failed_total, "truncated": truncated})
+            n_computed += len(batch) - len(failures)
+            measured.update(zip(frame["source"].astype(str), frame["sample_id"].astype(int),
+                                strict=True))
+        _append_failures(run, failures, latest)
+        n_failed += len(failures)
+        _update_counts(run, selected, measured, latest, truncated)
         if progress is not None:
             progress(len(batch))
-    run.update_manifest(counts={"samples": len(records), "done": n_done,
-                                "failed": n_failed_total, "truncated": truncated})
-    selected = {(r.labels.source, r.sample_id) for r in records}
+    counts = _update_counts(run, selected, measured, latest, truncated)
+    if counts["done"] == 0:
+        first = next((r for k, r in latest.items() if k in selected), "no sample was selected")
+        raise UserError(f"{run.path}: no sample could be measured ({counts['failed']} failed; "
+                        f"first: {first}); see {run.table_path(FAILED_TABLE)}")
     return SpectraSummary(samples=len(records), already_done=len(done & selected),
-                          computed=len(items) - (n_failed - len(failed_rows)),
-                          failed=n_failed, truncated=truncated, rows=n_rows)
+                          computed=n_computed, failed=n_failed, truncated=truncated,
+                          rows=n_rows)
 
 
-def _measure(model: nn.Module, batch: Sequence[_Item], cfg: SpectraConfig, pad_id: int,
-             device: torch.device) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Rows of one batch; on a runtime failure, retry each sample alone."""
+def _update_counts(run: RunDir, selected: set[tuple[str, int]],
+                   measured: set[tuple[str, int]], latest: dict[tuple[str, int], str],
+                   truncated: int) -> dict[str, int]:
+    """Write the manifest's counts for the selected samples (``failed``: those with a
+    standing failure, see :func:`thoughtgrad.report.compare.open_failures`); return them."""
+    counts = {"samples": len(selected), "done": len(measured & selected),
+              "failed": len((set(latest) - measured) & selected), "truncated": truncated}
+    run.update_manifest(counts=counts)
+    return counts
+
+
+def _latest_failures(run: RunDir) -> dict[tuple[str, int], str]:
+    if not run.has_table(FAILED_TABLE):
+        return {}
+    df = run.read(FAILED_TABLE)
+    return dict(zip(zip(df["source"].astype(str), df["sample_id"].astype(int), strict=True),
+                    df["reason"].astype(str), strict=True))  # later rows win
+
+
+def _append_failures(run: RunDir, rows: list[dict[str, Any]],
+                     latest: dict[tuple[str, int], str]) -> None:
+    """Append failures whose reason differs from their sample's latest recorded one (a
+    resumed run retries failed samples; a deterministic failure is recorded once)."""
+    new = [r for r in rows if latest.get((r["source"], r["sample_id"])) != r["reason"]]
+    if new:
+        run.append(FAILED_TABLE, _failed_frame(new))
+    latest.update(((r["source"], r["sample_id"]), r["reason"]) for r in rows)
+
+
+def _measure(model: nn.Module, tokenizer: Any, batch: Sequence[_Item], cfg: SpectraConfig,
+             pad_id: int, device: torch.device
+             ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """Rows and per-sample rows of one batch; on a runtime failure, retry each sample alone."""
     try:
-        return _rows(model, batch, cfg, pad_id, device), []
+        frame = _rows(model, batch, cfg, pad_id, device)
+        return frame, _sample_rows(frame, batch, tokenizer, cfg), []
     except (RuntimeError, ValueError, IndexError) as exc:
         if isinstance(exc, UserError):
             raise
         log.warning("batch of %d samples failed (%s); retrying one by one", len(batch),
                     _reason(exc))
         _free(device)
-    frames, failures = [], []
+    frames, good, failures = [], [], []
     for item in batch:
         try:
             frames.append(_rows(model, [item], cfg, pad_id, device))
+            good.append(item)
         except (RuntimeError, ValueError, IndexError) as exc:
             if isinstance(exc, UserError):
                 raise
             failures.append(_failed_row(item.record, _reason(exc)))
             _free(device)
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return frame, failures
+    if not frames:
+        return pd.DataFrame(), pd.DataFrame(), failures
+    frame = pd.concat(frames, ignore_index=True)
+    return frame, _sample_rows(frame, good, tokenizer, cfg), failures
 
 
 def _rows(model: nn.Module, batch: Sequence[_Item], cfg: SpectraConfig, pad_id: int,
@@ -341,24 +417,71 @@ def _rows(model: nn.Module, batch: Sequence[_Item], cfg: SpectraConfig, pad_id: 
     df = layer_spectra(model, ids.to(device), labels.to(device), mask.to(device),
                        roles=cfg.roles, method=cfg.method, loss_reduction=cfg.loss_reduction,
                        include_fused=cfg.include_fused)
-    recs = [it.record for it in batch]
-    lab = pd.DataFrame({
-        "sample": range(len(recs)),
+    lab = _label_frame([it.record for it in batch]).assign(sample=range(len(batch)))
+    out = lab.merge(df, on="sample", how="inner", validate="one_to_many").drop(columns="sample")
+    return _with_settings(out, cfg)[list(COLUMNS)]
+
+
+def _label_frame(recs: Sequence[Record]) -> pd.DataFrame:
+    return pd.DataFrame({
         "sample_id": [r.sample_id for r in recs],
         "source": [r.labels.source for r in recs],
         "cot_level": [r.labels.cot_level for r in recs],
         "response_kind": [r.labels.response_kind for r in recs],
         "condition": [r.labels.condition for r in recs],
     })
-    out = lab.merge(df, on="sample", how="inner", validate="one_to_many").drop(columns="sample")
-    out["loss_reduction"] = cfg.loss_reduction
-    out["loss_span"] = cfg.loss_span
-    out["init"] = cfg.init
-    out["model"] = cfg.model
+
+
+def _with_settings(df: pd.DataFrame, cfg: SpectraConfig) -> pd.DataFrame:
+    """``df`` with the settings columns, and string / nullable-int dtypes that every shard
+    shares (so shards concatenate without object columns)."""
+    df = df.assign(loss_reduction=cfg.loss_reduction, loss_span=cfg.loss_span, init=cfg.init,
+                   init_seed=cfg.seed if cfg.init == "random" else None, model=cfg.model_id())
+    df["init_seed"] = df["init_seed"].astype("Int64")
     for col in ("source", "cot_level", "response_kind", "condition", "role", "param",
-                *SETTING_COLUMNS):
-        out[col] = out[col].astype("string")
-    return out[list(COLUMNS)]
+                "prompt", "response", "answer", "max_role", "loss_reduction", "loss_span",
+                "init", "model"):
+        if col in df.columns:
+            df[col] = df[col].astype("string")
+    return df
+
+
+def _sample_rows(frame: pd.DataFrame, batch: Sequence[_Item], tokenizer: Any,
+                 cfg: SpectraConfig) -> pd.DataFrame:
+    """One ``spectra_samples`` row per measured sample of ``batch`` (see SAMPLE_COLUMNS)."""
+    recs = [it.record for it in batch]
+    out = _label_frame(recs)
+    out["prompt"] = [excerpt(r.prompt) for r in recs]
+    out["response"] = [excerpt(r.output, tail=True) for r in recs]
+    out["answer"] = [excerpt(_loss_text(tokenizer, it.encoded)) if cfg.loss_span == "answer"
+                     else None for it in batch]
+    key = ["source", "sample_id"]
+    g = frame.groupby(key, sort=False)
+    top = frame.loc[g["nuclear"].idxmax(), [*key, "layer", "role"]].rename(
+        columns={"layer": "max_layer", "role": "max_role"})
+    stats = g.agg(n_tokens=("n_tokens", "first"), loss=("loss", "first"),
+                  mean_nuclear=("nuclear", "mean"), max_nuclear=("nuclear", "max")).reset_index()
+    out = out.astype({"source": "string"}).merge(stats.astype({"source": "string"}), on=key,
+                                                  how="inner")
+    out = out.merge(top.astype({"source": "string"}), on=key, how="left")
+    return _with_settings(out, cfg)[list(SAMPLE_COLUMNS)]
+
+
+def excerpt(text: str, *, chars: int = EXCERPT_CHARS, tail: bool = False) -> str:
+    """``text`` with runs of whitespace as one space, cut to about ``chars`` characters:
+    the start, or with ``tail`` the start and the end (where a response's answer is)."""
+    flat = " ".join(text.split())
+    if len(flat) <= chars:
+        return flat
+    if not tail:
+        return flat[: chars - 1].rstrip() + "…"
+    half = (chars - 3) // 2
+    return f"{flat[:half].rstrip()} … {flat[-half:].lstrip()}"
+
+
+def _loss_text(tokenizer: Any, enc: Encoded) -> str:
+    """The text of the loss-carrying tokens (the answer for ``loss_span="answer"``)."""
+    return tokenizer.decode([t for t in enc.labels if t != IGNORE_INDEX]).strip()
 
 
 def _reason(exc: BaseException) -> str:

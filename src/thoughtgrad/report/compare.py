@@ -15,6 +15,10 @@ into tidy DataFrames:
 * ``separation`` - how well a per-sample statistic (mean over layers of a metric, per role
   and over all roles) separates irrelevant (or corrupted) from correct: AUROC with a
   bootstrap interval and Cohen's d.
+* ``top_samples`` - per condition, the samples whose gradients hit hardest (largest mean
+  nuclear norm over their matrices), with prompt and response excerpts.
+* ``spectra_failed`` - the failures still standing: the latest per sample, leaving out
+  samples measured on a later attempt.
 * ``accuracy``, ``errors``, ``dynamics``, ``surprisal``, ``scale`` summaries when present
   (see :mod:`thoughtgrad.report.studies`).
 
@@ -36,18 +40,20 @@ import pandas as pd
 from thoughtgrad.errors import UserError
 from thoughtgrad.report import stats, studies
 from thoughtgrad.report.store import RunDir
-from thoughtgrad.tasks.records import COT_SUFFIXES, KIND_SUFFIXES
+from thoughtgrad.tasks.records import dataset_stem
 
 log = logging.getLogger(__name__)
 
-TABLES = ("spectra", "spectra_failed", "accuracy", "errors", "dynamics", "layer_grad_norms",
-          "surprisal", "scale")
-CONTROL_KEYS = ("model", "init", "loss_reduction", "loss_span")
+TABLES = ("spectra", "spectra_failed", "spectra_samples", "accuracy", "errors", "dynamics",
+          "layer_grad_norms", "surprisal", "scale")
+CONTROL_KEYS = ("model", "init", "init_seed", "loss_reduction", "loss_span")
 CONDITION_KEYS = ("dataset", "condition", "response_kind", "cot_level")
 METRICS = ("nuclear", "ratio", "effective_rank")
 SCALE_METRICS = ("nuclear", "sigma_max", "sigma_min", "frobenius")
 SPECTRA_REQUIRED = ("sample_id", "layer", "role")
-REQUIRED = {"spectra": SPECTRA_REQUIRED, "accuracy": ("regime", "k", "correct"),
+REQUIRED = {"spectra": SPECTRA_REQUIRED, "spectra_samples": ("sample_id", "source", "mean_nuclear"),
+            "spectra_failed": ("sample_id", "source", "reason"),
+            "accuracy": ("regime", "k", "correct"),
             "errors": ("regime", "k", "error_kind", "count"), "dynamics": ("regime", "step"),
             "surprisal": ("condition", "surprisal_bits"), "scale": ("knob", "accuracy")}
 """Columns without which a run's table is skipped (with a note) before tables are joined."""
@@ -57,6 +63,7 @@ COT_PAIRS = (("none", "detailed"), ("simplified", "detailed"), ("none", "simplif
 KIND_PAIRS = (("irrelevant", "correct"), ("corrupted", "correct"))
 MISSING = "n/a"  # label for a condition column a row does not carry
 ALL_ROLES = "all"
+TOP_SAMPLES = 5  # samples listed per condition in ``top_samples``
 
 
 @dataclass(frozen=True)
@@ -157,16 +164,12 @@ def _ordered(values: Sequence[object], order: Sequence[str]) -> list[object]:
 
 
 def dataset_of(source: str) -> str:
-    """The dataset a ``source`` label belongs to: its last path part without the CoT-level
-    and response-kind suffixes (``cot_500_wrong_answer_shuffle/gsm8k_with_cot`` -> ``gsm8k``),
-    so the three CoT variants of one dataset fall into one group."""
-    base = str(source).rstrip("/").rsplit("/", 1)[-1]
-    for suffixes in (KIND_SUFFIXES, COT_SUFFIXES):
-        for suffix, _ in suffixes:
-            if base.endswith(suffix) and len(base) > len(suffix):
-                base = base[: -len(suffix)]
-                break
-    return base
+    """The dataset a ``source`` label belongs to: its last path part without its CoT-level
+    and response-kind suffixes, stripped repeatedly
+    (``cot_500_wrong_answer_shuffle/gsm8k_train_with_cot`` and the variants file
+    ``gsm8k_train_with_cot_gpt4o_detailed`` -> ``gsm8k_train``), so every variant of one
+    dataset falls into one group."""
+    return dataset_stem(str(source).rstrip("/").rsplit("/", 1)[-1])
 
 
 def prepare_spectra(df: pd.DataFrame, cfg: CompareConfig, notes: list[str]
@@ -397,6 +400,56 @@ def compare_runs(paths: Sequence[str | os.PathLike[str]], cfg: CompareConfig | N
             comp.tables["separation"] = _sorted(sep, ["metric", "dataset", "cot_level", "role",
                                                       *CONTROL_KEYS])
     if "spectra_failed" in runs.tables:
-        comp.tables["spectra_failed"] = runs.tables["spectra_failed"]
+        failed = open_failures(runs.tables["spectra_failed"], raw)
+        if not failed.empty:
+            comp.tables["spectra_failed"] = failed
+    if "spectra_samples" in runs.tables:
+        top = top_samples(runs.tables["spectra_samples"])
+        if not top.empty:
+            comp.tables["top_samples"] = top
     comp.tables.update(studies.summarise(runs.tables, comp.notes))
     return comp
+
+
+def open_failures(failed: pd.DataFrame, measured: pd.DataFrame | set | None = None
+                  ) -> pd.DataFrame:
+    """The failures still standing: per sample (``run`` when present, ``source``,
+    ``sample_id``) the latest recorded one, unless that sample has rows in ``measured``
+    (a ``spectra`` table, or a set of keys): it succeeded on a later attempt."""
+    if failed.empty:
+        return failed
+    key = [c for c in ("run", "source", "sample_id") if c in failed.columns]
+    latest = failed.drop_duplicates(key, keep="last")
+    if measured is None or len(measured) == 0:
+        return latest.reset_index(drop=True)
+    if isinstance(measured, pd.DataFrame):
+        measured = set(_keys(measured, key)) if set(key) <= set(measured.columns) else set()
+    return latest[[k not in measured for k in _keys(latest, key)]].reset_index(drop=True)
+
+
+def _keys(df: pd.DataFrame, key: list[str]) -> list[tuple]:
+    cols = [df[c].astype(int) if c == "sample_id" else df[c].astype(str) for c in key]
+    return list(zip(*cols, strict=True))
+
+
+def top_samples(samples: pd.DataFrame, *, n: int = TOP_SAMPLES) -> pd.DataFrame:
+    """Per condition (and per control setting that varies), the ``n`` samples with the
+    largest mean nuclear norm over their matrices, largest first, with text excerpts."""
+    group = [c for c in ("run", *CONTROL_KEYS, "condition") if c in samples.columns
+             and (c == "condition" or samples[c].astype(str).nunique() > 1)]
+    key = [c for c in ("run", "source", "sample_id", *CONTROL_KEYS) if c in samples.columns]
+    df = samples.drop_duplicates(key, keep="last").copy()  # a sample re-measured after a kill
+    df["mean_nuclear"] = pd.to_numeric(df["mean_nuclear"], errors="coerce")
+    df = df[df["mean_nuclear"].notna()]
+    if df.empty:
+        return pd.DataFrame()
+    for col in group:
+        df[col] = df[col].astype(object).where(df[col].notna(), MISSING).astype(str)
+    df = df.sort_values([*group, "mean_nuclear"], ascending=[True] * len(group) + [False],
+                        kind="stable")
+    df["rank"] = df.groupby(group, sort=False).cumcount() + 1
+    df = df[df["rank"] <= n]
+    cols = [*group, "rank", "source", "sample_id", "mean_nuclear", "max_nuclear", "max_layer",
+            "max_role", "n_tokens", "loss", "prompt", "response", "answer"]
+    cols = [c for c in cols if c in df.columns and (c != "answer" or df[c].notna().any())]
+    return df[cols].reset_index(drop=True)

@@ -2,7 +2,9 @@
 """Figures of every study (matplotlib, Agg backend), saved as PNG and PDF.
 
 Readable in grayscale: every series differs by marker *and* line style, not only by
-shade; axes carry units. Each function takes the tidy tables of
+shade; axes carry units; layer and K axes have integer ticks. Every figure uses
+constrained layout with its legend below the panels, so titles, labels, ticks and
+legends never overlap. Each function takes the tidy tables of
 :mod:`thoughtgrad.report.compare` / :mod:`~thoughtgrad.report.studies` (or a raw run table)
 and an output folder, and returns the PNG paths it wrote (the PDF sits beside each).
 """
@@ -33,7 +35,7 @@ COT_ORDER = ("none", "half_steps", "simplified", "detailed")
 KIND_ORDER = ("correct", "irrelevant", "corrupted")
 ATTENTION = ("q", "k", "v", "o", "qkv")
 METRIC_LABELS = {
-    "nuclear": "nuclear norm of the gradient (sum of singular values)",
+    "nuclear": "nuclear norm (sum of singular values)",
     "nuclear/loss": "nuclear norm / sample loss (per nat)",
     "sigma_max": "largest singular value of the gradient",
     "ratio": "σ_max / nuclear norm (dimensionless)",
@@ -76,6 +78,30 @@ def _save(fig, out_dir: Path, name: str) -> Path:
 
     plt.close(fig)
     return png
+
+
+def _figure(plt, n_rows: int, n_cols: int, *, width: float, height: float, **kw):
+    """A constrained-layout figure of ``n_rows x n_cols`` panels (axes always 2-D)."""
+    return plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows),
+                        squeeze=False, layout="constrained", **kw)
+
+
+def _legend_below(fig, axes, title: str | None = None, *, max_cols: int = 6) -> None:
+    """One legend for the figure, below its panels (outside them), from every panel's
+    labelled series (each label once)."""
+    seen: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(name, handle)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center",
+                   ncol=min(len(seen), max_cols), frameon=False, title=title, fontsize=8)
+
+
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _metric_label(metric: str) -> str:
@@ -121,47 +147,77 @@ def _curve(ax, sub: pd.DataFrame, i: int, label: str, *, band: float = 0.12, **o
                         linewidth=0)
 
 
+def _panel_rows(sub: pd.DataFrame, keys: list[str]) -> list[tuple[object, object]]:
+    """Panel rows: ``(response_kind, condition)`` pairs present; the condition only when it
+    distinguishes rows (it is a comparison key), else ``None``."""
+    kinds = _ordered(sub["response_kind"], KIND_ORDER) if "response_kind" in sub else [None]
+    if "condition" not in keys:
+        return [(k, None) for k in kinds]
+    out = []
+    for kind in kinds:
+        part = sub if kind is None else sub[sub["response_kind"] == kind]
+        out += [(kind, c) for c in sorted(set(part["condition"]), key=str)]
+    return out
+
+
+def _cell(sub: pd.DataFrame, level: object, kind: object, cond: object) -> pd.DataFrame:
+    if level is not None:
+        sub = sub[sub["cot_level"] == level]
+    if kind is not None:
+        sub = sub[sub["response_kind"] == kind]
+    if cond is not None:
+        sub = sub[sub["condition"] == cond]
+    return sub
+
+
+def _cell_title(level: object, kind: object, cond: object) -> str:
+    parts = [str(x) for x in (level, kind) if x is not None]
+    if cond is not None and str(cond) != "/".join(parts):
+        parts.append(f"condition {cond}")
+    return " / ".join(parts) or "all samples"
+
+
 def spectra_panels(curves: pd.DataFrame, keys: list[str], metric: str, out_dir: Path
                    ) -> list[Path]:
-    """The paper's layout: one panel per condition (rows response kind, columns CoT
-    level), one curve per role over layers, shaded 95 % bootstrap interval."""
+    """The paper's layout: one panel per condition (columns CoT level, rows response kind,
+    and user condition labels when they distinguish rows), one curve per role over
+    layers, shaded 95 % bootstrap interval."""
     plt = _plt()
     data = curves[curves["metric"] == metric]
     paths = []
     for labels, sub in _other_groups(data, keys, ("cot_level", "response_kind")):
         cols = _ordered(sub["cot_level"], COT_ORDER) if "cot_level" in sub else [None]
-        rows = _ordered(sub["response_kind"], KIND_ORDER) if "response_kind" in sub else [None]
-        fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.3 * len(cols), 2.7 * len(rows)),
-                                 squeeze=False, sharex=True, sharey=True)
-        for (r, kind), (c, level) in itertools.product(enumerate(rows), enumerate(cols)):
+        rows = _panel_rows(sub, keys)
+        fig, axes = _figure(plt, len(rows), len(cols), width=3.3, height=2.6, sharex=True,
+                            sharey=True)
+        for (r, (kind, cond)), (c, level) in itertools.product(enumerate(rows),
+                                                               enumerate(cols)):
             ax = axes[r][c]
-            cell = sub
-            if level is not None:
-                cell = cell[cell["cot_level"] == level]
-            if kind is not None:
-                cell = cell[cell["response_kind"] == kind]
+            cell = _cell(sub, level, kind, cond)
             roles = _ordered(cell["role"], ROLE_ORDER)
             for i, role in enumerate(roles):  # fainter bands when many overlap
                 _curve(ax, cell[cell["role"] == role], i, role,
                        band=0.12 if len(roles) <= 4 else 0.05)
-            ax.set_title(" / ".join(str(x) for x in (level, kind) if x is not None))
+            if cell.empty:
+                ax.text(0.5, 0.5, "no samples", ha="center", va="center",
+                        transform=ax.transAxes, color="0.5")
+            ax.set_title(_cell_title(level, kind, cond), fontsize=8)
+            _integer_ticks(ax)
             if r == len(rows) - 1:
                 ax.set_xlabel("layer (0 = nearest the input)")
         _maybe_log(axes, sub["mean"])
         fig.supylabel(_metric_label(metric), fontsize=8)
-        handles, names = axes[0][0].get_legend_handles_labels()
-        if handles:
-            fig.legend(handles, names, loc="upper center", ncol=min(len(names), 9),
-                       bbox_to_anchor=(0.5, 1.0), frameon=False, title="role")
-        fig.suptitle(f"{metric} per layer  {_title(labels)}", y=1.08, fontsize=9)
+        _legend_below(fig, axes, "role", max_cols=9)
+        fig.suptitle(f"{metric} per layer  {_title(labels)}".strip(), fontsize=9)
         paths.append(_save(fig, out_dir, f"spectra_{_slug(metric)}_{_slug(_title(labels))}"))
     return paths
 
 
 def correct_vs_irrelevant(curves: pd.DataFrame, keys: list[str], metric: str, out_dir: Path
                           ) -> list[Path]:
-    """One panel per CoT level: attention roles' curves for correct (solid) and irrelevant
-    (dashed) responses."""
+    """One panel per CoT level: attention roles' curves for correct (solid, filled markers)
+    and irrelevant (dashed, open markers) responses; a distinguishing user condition
+    label gets its own curves."""
     if "response_kind" not in keys:
         return []
     plt = _plt()
@@ -174,28 +230,29 @@ def correct_vs_irrelevant(curves: pd.DataFrame, keys: list[str], metric: str, ou
         roles = [r for r in _ordered(sub["role"], ROLE_ORDER) if r in ATTENTION] or \
             _ordered(sub["role"], ROLE_ORDER)[:4]
         levels = _ordered(sub["cot_level"], COT_ORDER) if "cot_level" in sub else [None]
-        fig, axes = plt.subplots(1, len(levels), figsize=(3.4 * len(levels), 3.0), squeeze=False,
-                                 sharey=True)
+        series = _panel_rows(sub, keys)  # (kind, condition) pairs
+        fig, axes = _figure(plt, 1, len(levels), width=3.4, height=2.9, sharey=True)
         for c, level in enumerate(levels):
             ax = axes[0][c]
-            cell = sub if level is None else sub[sub["cot_level"] == level]
             for i, role in enumerate(roles):
-                for j, kind in enumerate(kinds):
-                    part = cell[(cell["role"] == role) & (cell["response_kind"] == kind)]
+                for kind, cond in series:
+                    part = _cell(sub, level, kind, cond)
+                    part = part[part["role"] == role]
                     if part.empty:
                         continue
-                    _curve(ax, part, i, f"{role} {kind}", band=0.0,
-                           linestyle=("-", "--", ":")[j % 3],
+                    j = kinds.index(kind)
+                    name = f"{role} {kind}" + (f" ({cond})" if cond is not None
+                                               and str(cond) != f"{level}/{kind}" else "")
+                    _curve(ax, part, i, name, band=0.0, linestyle=("-", "--", ":")[j % 3],
                            markerfacecolor="none" if j else GRAYS[i % len(GRAYS)])
-            ax.set_title(f"CoT: {level}" if level is not None else "all")
+            ax.set_title(f"CoT: {level}" if level is not None else "all", fontsize=8)
             ax.set_xlabel("layer (0 = nearest the input)")
-            if c == 0:
-                ax.set_ylabel(_metric_label(metric), fontsize=7)
+            _integer_ticks(ax)
+        fig.supylabel(_metric_label(metric), fontsize=7)
         _maybe_log(axes, sub.loc[sub["role"].isin(roles), "mean"])
-        handles, names = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-                   title="role, response (solid = correct)")
-        fig.suptitle(f"correct vs irrelevant: {metric}  {_title(labels)}", fontsize=9, y=1.04)
+        _legend_below(fig, axes, "role and response (solid = correct, dashed = irrelevant)",
+                      max_cols=len(kinds) * 2)
+        fig.suptitle(f"correct vs irrelevant: {metric}  {_title(labels)}".strip(), fontsize=9)
         paths.append(_save(fig, out_dir,
                            f"correct_vs_irrelevant_{_slug(metric)}_{_slug(_title(labels))}"))
     return paths
@@ -210,7 +267,8 @@ def accuracy_chart(acc: pd.DataFrame, out_dir: Path) -> list[Path]:
     for vals, sub in (acc.groupby(groups, sort=True) if groups else [((), acc)]):
         vals = vals if isinstance(vals, tuple) else (vals,)
         sub = sub.groupby("k", sort=True)[regimes].mean().reset_index()
-        fig, ax = plt.subplots(figsize=(5.2, 3.4))
+        fig, axes = _figure(plt, 1, 1, width=5.2, height=3.6)
+        ax = axes[0][0]
         ood = acc.loc[acc.get("split", pd.Series(dtype=str)).eq("ood"), "k"] \
             if "split" in acc else pd.Series(dtype=int)
         train_ks = sorted(set(sub["k"]) - set(ood)) if len(ood) else [k for k in sub["k"]
@@ -228,8 +286,9 @@ def accuracy_chart(acc: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_ylabel("accuracy (% of problems)")
         ax.set_ylim(-3, 103)
         ax.set_xticks(sub["k"])
-        ax.legend(frameon=False, fontsize=8, loc="lower left")
-        ax.set_title(_title(dict(zip(groups, vals, strict=True))) or "accuracy per K")
+        _legend_below(fig, axes)
+        ax.set_title(_title(dict(zip(groups, vals, strict=True))) or "accuracy per K",
+                     fontsize=9)
         paths.append(_save(fig, out_dir, f"accuracy_{_slug('_'.join(map(str, vals)))}"))
     return paths
 
@@ -243,8 +302,7 @@ def error_bars(errors: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths = []
     for task, sub in (errors.groupby("task", sort=True) if "task" in errors else [("", errors)]):
         regimes = _ordered(sub["regime"], ("direct", "answer", "simplified", "cot"))
-        fig, axes = plt.subplots(1, len(regimes), figsize=(3.6 * len(regimes), 3.2),
-                                 squeeze=False, sharey=True)
+        fig, axes = _figure(plt, 1, len(regimes), width=3.6, height=3.2, sharey=True)
         for c, regime in enumerate(regimes):
             ax = axes[0][c]
             part = sub[sub["regime"] == regime].sort_values("k")
@@ -259,10 +317,8 @@ def error_bars(errors: pd.DataFrame, out_dir: Path) -> list[Path]:
             ax.set_xlabel("K (digits per problem)")
             if c == 0:
                 ax.set_ylabel("failed problems (count)")
-        handles, names = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-                   title="error kind")
-        fig.suptitle(f"error taxonomy {task}", fontsize=9)
+        _legend_below(fig, axes, "error kind")
+        fig.suptitle(f"error taxonomy {task}".strip(), fontsize=9)
         paths.append(_save(fig, out_dir, f"errors_{_slug(str(task))}"))
     return paths
 
@@ -286,9 +342,7 @@ def dynamics_figure(dyn: pd.DataFrame, out_dir: Path) -> list[Path]:
         for ax, (col, lab) in zip(axes[0], panels, strict=True):
             part = sub[sub[col].notna()]
             if col == "lambda_max":
-                iters = (f" ({part['lambda_iters'].median():.0f} iterations)"
-                         if "lambda_iters" in part and part["lambda_iters"].notna().any() else "")
-                ax.plot(part["step"], part[col], label=f"{regime}{iters}", **st)
+                ax.plot(part["step"], part[col], label=regime, **st)
             else:
                 ax.plot(part["step"], part[col], label=regime, linestyle=st["linestyle"],
                         color=st["color"], linewidth=1.1)
@@ -299,8 +353,12 @@ def dynamics_figure(dyn: pd.DataFrame, out_dir: Path) -> list[Path]:
                            label=f"{regime} spike" if len(sp) else None)
             ax.set_xlabel("training step")
             ax.set_ylabel(lab)
-    for ax in axes[0]:
-        ax.legend(frameon=False, fontsize=7)
+    if "lambda_iters" in dyn and dyn["lambda_iters"].notna().any():
+        col = [c for c, _ in panels].index("lambda_max") if "lambda_max" in dict(panels) else None
+        if col is not None:
+            axes[0][col].set_title(f"median {dyn['lambda_iters'].median():.0f} iterations",
+                                   fontsize=7)
+    _legend_below(fig, axes, "regime (x / + marks a gradient-norm spike)")
     return [_save(fig, out_dir, "dynamics")]
 
 
@@ -309,14 +367,16 @@ def surprisal_profile(sur: pd.DataFrame, out_dir: Path) -> list[Path]:
     plt = _plt()
     common = sur.groupby("sample_id")["condition"].nunique().sort_values(ascending=False)
     sample = common.index[0]
-    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    fig, axes = _figure(plt, 1, 1, width=6.0, height=3.2)
+    ax = axes[0][0]
     part = sur[sur["sample_id"] == sample]
     for i, (cond, sub) in enumerate(part.sort_values("position").groupby("condition")):
         ax.plot(sub["position"], sub["surprisal_bits"], label=str(cond), **_style(i))
     ax.set_xlabel("response token position")
     ax.set_ylabel("surprisal (bits)")
     ax.set_title(f"sample {sample}", fontsize=9)
-    ax.legend(frameon=False, fontsize=8)
+    _integer_ticks(ax)
+    _legend_below(fig, axes, "condition")
     return [_save(fig, out_dir, "surprisal_profile")]
 
 
@@ -326,7 +386,8 @@ def lemma2_scatter(sur: pd.DataFrame, out_dir: Path) -> list[Path]:
     if not {"p_true", "logit_grad_norm"} <= set(sur.columns):
         return []
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    fig, axes = _figure(plt, 1, 1, width=4.8, height=3.8)
+    ax = axes[0][0]
     for i, (cond, sub) in enumerate(sur.groupby("condition", sort=True)):
         ax.scatter(sub["p_true"], sub["logit_grad_norm"], s=10, marker=MARKERS[i % 9],
                    facecolors="none" if i % 2 else GRAYS[i % 9], edgecolors=GRAYS[i % 9],
@@ -336,32 +397,70 @@ def lemma2_scatter(sur: pd.DataFrame, out_dir: Path) -> list[Path]:
     ax.plot(p, np.sqrt(2) * (1 - p), color="black", linestyle=":", label="upper bound √2(1−p)")
     ax.set_xlabel("p_true (probability of the target token)")
     ax.set_ylabel("‖∂loss/∂logits‖₂ (per token)")
-    ax.legend(frameon=False, fontsize=7)
+    _legend_below(fig, axes, max_cols=3)
     return [_save(fig, out_dir, "lemma2")]
 
 
+PANEL_COLUMNS = 4  # panels per row of a figure with one panel per K
+
+
 def scale_chart(scale: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Test-time compute: accuracy against compute (response tokens) per knob and K."""
+    """Test-time compute knobs side by side: one figure per task, one panel per K,
+    accuracy against compute per problem (FLOPs, log scale; tokens when FLOPs are
+    absent), one curve per knob (:func:`thoughtgrad.report.studies.knob_curves`: more
+    layers L, CoT tokens, majority vote over n samples, loop count r), each curve's end
+    labelled with its largest budget. ``scale`` is the run's raw ``scale`` table."""
+    from matplotlib.ticker import NullFormatter
+
+    from thoughtgrad.report.studies import knob_curves
+
     plt = _plt()
-    x = "compute_tokens" if "compute_tokens" in scale and scale["compute_tokens"].notna().any() \
-        else "n"
-    keys = [c for c in ("task", "model") if c in scale]
+    x, xlabel = "n", "budget (samples, layers or loops)"
+    for col, lab in (("compute_flops", "compute per problem (FLOPs, log scale)"),
+                     ("compute_tokens", "compute per problem (token positions, log scale)")):
+        if col in scale and scale[col].notna().any():
+            x, xlabel = col, lab
+            break
+    data = knob_curves(scale)
     paths = []
-    for vals, sub in (scale.groupby(keys, sort=True) if keys else [((), scale)]):
-        vals = vals if isinstance(vals, tuple) else (vals,)
-        fig, ax = plt.subplots(figsize=(5.0, 3.4))
-        lines = ["knob"] + (["k"] if "k" in sub else [])
-        for i, (lv, part) in enumerate(sub.groupby(lines, sort=True)):
-            lv = lv if isinstance(lv, tuple) else (lv,)
-            part = part.sort_values(x)
-            ax.plot(part[x], 100 * part["accuracy"], label=" K=".join(map(str, lv)), **_style(i))
-        ax.set_xscale("log")
-        ax.set_xlabel("test-time compute (tokens generated)" if x == "compute_tokens"
-                      else "budget (samples or loops)")
-        ax.set_ylabel("accuracy (% of problems)")
-        ax.legend(frameon=False, fontsize=7)
-        ax.set_title(_title(dict(zip(keys, vals, strict=True))), fontsize=9)
-        paths.append(_save(fig, out_dir, f"scale_{_slug('_'.join(map(str, vals)))}"))
+    for task, sub in (data.groupby("task", sort=True) if "task" in data else [("", data)]):
+        ks = sorted(sub["k"].unique()) if "k" in sub else [None]
+        curves = list(dict.fromkeys(sub.sort_values(["knob", "curve"])["curve"]))
+        n_cols = min(PANEL_COLUMNS, len(ks))
+        n_rows = -(-len(ks) // n_cols)
+        fig, axes = _figure(plt, n_rows, n_cols, width=3.0, height=2.6, sharex=True,
+                            sharey=True)
+        ood = set(sub.loc[sub["split"].astype(str).str.startswith("out"), "k"]) \
+            if "split" in sub else set()
+        for idx, k in enumerate(ks):
+            ax = axes[idx // n_cols][idx % n_cols]
+            panel = sub if k is None else sub[sub["k"] == k]
+            for i, curve in enumerate(curves):
+                part = panel[panel["curve"] == curve].groupby(
+                    ["budget_rank", "budget"], as_index=False)[[x, "accuracy"]].mean()
+                if part.empty:
+                    continue
+                part = part.sort_values("budget_rank")
+                ax.plot(part[x], 100 * part["accuracy"], label=curve, **_style(i))
+                last = part.iloc[-1]  # the largest budget names the curve's end
+                ax.annotate(last["budget"], (last[x], 100 * last["accuracy"]),
+                            textcoords="offset points", xytext=(3, 3), fontsize=6, color="0.3")
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # no crowded 2x10^5 3x10^5 labels
+            ax.set_ylim(-5, 105)
+            if idx + n_cols >= len(ks):  # no panel below: label the x axis here
+                ax.set_xlabel(xlabel, fontsize=8)
+                ax.xaxis.set_tick_params(labelbottom=True)
+            title = "all K" if k is None else f"K = {k}" + (" (out of distribution)"
+                                                            if k in ood else "")
+            ax.set_title(title, fontsize=8)
+        for idx in range(len(ks), n_rows * n_cols):
+            axes[idx // n_cols][idx % n_cols].set_visible(False)
+        fig.supylabel("accuracy (% of problems)", fontsize=8)
+        _legend_below(fig, axes, "knob; the label at a curve's end is its largest budget "
+                                 "(L layers, n samples, r loops)", max_cols=4)
+        fig.suptitle(f"test-time compute knobs: {task}".rstrip(": "), fontsize=9)
+        paths.append(_save(fig, out_dir, f"scale_{_slug(str(task))}"))
     return paths
 
 
@@ -389,7 +488,7 @@ def render_all(comp: Comparison, out_dir: Path) -> dict[str, list[Path]]:
         jobs.append(("surprisal", surprisal_profile, (runs["surprisal"], out_dir)))
         jobs.append(("surprisal", lemma2_scatter, (runs["surprisal"], out_dir)))
     if "scale" in t:
-        jobs.append(("scale", scale_chart, (t["scale"], out_dir)))
+        jobs.append(("scale", scale_chart, (runs["scale"], out_dir)))
     out: dict[str, list[Path]] = {}
     for section, fn, args in jobs:
         try:

@@ -23,7 +23,7 @@ import pandas as pd
 from thoughtgrad.errors import UserError
 from thoughtgrad.report import figures as figs
 from thoughtgrad.report import tables
-from thoughtgrad.report.compare import CompareConfig, Comparison, compare_runs
+from thoughtgrad.report.compare import TOP_SAMPLES, CompareConfig, Comparison, compare_runs
 from thoughtgrad.report.simulator import simulator_html
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #999; margin-top: 2em; }
 table.data { border-collapse: collapse; font-size: 0.82em; margin: 0.6em 0 1.2em; }
 table.data th, table.data td { border: 1px solid #bbb; padding: 0.15em 0.45em; }
 table.data th { background: #eee; } td.num { text-align: right;
-       font-variant-numeric: tabular-nums; }
+       font-variant-numeric: tabular-nums; } table.data td { vertical-align: top; }
+table.data td:not(.long) { white-space: nowrap; } td.long { min-width: 24em; }
 .scroll { overflow-x: auto; } figure { margin: 1em 0; } figure img { max-width: 100%; }
 figcaption { font-size: 0.85em; color: #333; }
 .notes li { margin: 0.2em 0; } code, pre { font-size: 0.85em; }
@@ -108,8 +109,18 @@ def _spectra_section(comp: Comparison, fig: dict[str, list[Path]]) -> str:
             out.append(_table("Separation (AUROC with 95% bootstrap interval, Cohen's d)",
                               t["separation"], "AUROC = P(statistic of an irrelevant response "
                               "> that of a correct one); 0.5 is chance."))
+    if "top_samples" in t:
+        out.append("<h2 id=\"samples\">Samples whose gradients hit hardest</h2>")
+        out.append(_table(f"Per condition, the {TOP_SAMPLES} samples with the largest mean "
+                          "nuclear norm", t["top_samples"],
+                          "mean_nuclear = mean over the sample's measured matrices of its "
+                          "gradient's nuclear norm; max_layer / max_role = where it is "
+                          "largest. Prompt and response are excerpts (the response's start "
+                          "and end); answer = the loss-carrying text of an answer-span run."))
     if "spectra_failed" in t:
-        out.append(_table("Samples that could not be measured", t["spectra_failed"]))
+        out.append(_table("Samples that could not be measured", t["spectra_failed"],
+                          "The latest failure of each sample not measured on a later "
+                          "attempt; re-running the same command retries them."))
     return "".join(out)
 
 
@@ -128,11 +139,16 @@ def _toy_section(comp: Comparison, fig: dict[str, list[Path]]) -> str:
     return "".join(out)
 
 
-def _simple_section(comp: Comparison, fig: dict[str, list[Path]], key: str, title: str) -> str:
+def _simple_section(comp: Comparison, fig: dict[str, list[Path]], key: str, title: str,
+                    extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """A heading, the section's figures, its table and any ``(table, title)`` extras."""
     if key not in comp.tables and not fig.get(key):
         return ""
     out = [f"<h2 id=\"{key}\">{_e(title)}</h2>"]
     out += [_figure(p) for p in fig.get(key, [])]
+    for name, heading in extra:
+        if name in comp.tables:
+            out.append(_table(heading, comp.tables[name]))
     if key in comp.tables:
         out.append(_table(title, comp.tables[key]))
     return "".join(out)
@@ -153,7 +169,8 @@ def build_html(comp: Comparison, fig: dict[str, list[Path]], *, title: str = "th
         _toy_section(comp, fig),
         _simple_section(comp, fig, "dynamics", "Training dynamics"),
         _simple_section(comp, fig, "surprisal", "Surprisal and Lemma 2"),
-        _simple_section(comp, fig, "scale", "Test-time compute"),
+        _simple_section(comp, fig, "scale", "Test-time compute", (
+            ("scale_by_k", "Accuracy (fraction) per K of each knob at its largest budget"),)),
         _manifest_section(comp),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -12,6 +12,8 @@ surprisal and test-time compute. Tables in, tables out; missing columns become n
 * ``surprisal`` - per condition: tokens, mean surprisal (bits), mean p_true, mean logit-grad
   norm and the fraction of tokens inside the Lemma 2 bounds.
 * ``scale`` - the ``scale`` rows sorted by task, model, knob, K and budget.
+* ``scale_by_k`` - per task and K, the accuracy of every knob curve (:func:`knob_curves`)
+  at its largest budget: the knobs side by side.
 """
 
 from __future__ import annotations
@@ -117,8 +119,61 @@ def scale_table(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     if not _need("scale", df, ("knob", "accuracy"), notes):
         return pd.DataFrame()
     order = _present(df, ("task", "model", "knob", "k", "n", "compute_tokens"))
-    cols = order + [c for c in ("accuracy", "pass_at_n", "compute_flops") if c in df.columns]
+    cols = order + [c for c in ("regime", "n_layer", "accuracy", "pass_at_n", "compute_flops",
+                                "split") if c in df.columns]
     return df[cols].sort_values(order, kind="stable").reset_index(drop=True)
+
+
+BUDGET_NAMES = {"parameters": "L", "samples": "n", "loops": "r"}
+"""The budget letter of each knob: layers L, samples n (majority vote), loop count r."""
+
+
+def knob_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """The ``scale`` rows with a ``curve`` and a ``budget`` label and a ``budget_rank``.
+
+    A knob whose budget is one value per model (``parameters``: one model per L,
+    ``tokens``, ``greedy``) is one curve across its models when they are distinct points
+    (distinct L); a knob whose budget varies within one model (``samples``: n, ``loops``:
+    r), or two models at one point, is one curve per model. ``budget``
+    names a point (``L=4``, ``n=8``, ``r=3``, or the model); ``budget_rank`` orders the
+    points of a curve (the budget, else the model's layer count).
+    """
+    d = df.copy()
+    if "model" not in d.columns:
+        d["model"] = ""
+    d["model"] = d["model"].astype(str)
+    keys = [c for c in ("task", "knob", "model") if c in d.columns]
+    knob = [c for c in ("task", "knob") if c in d.columns]
+    layers = d["n_layer"] if "n_layer" in d.columns else d["n"]
+    letter = d["knob"].map(BUDGET_NAMES)
+    varies = d.groupby(keys)["n"].transform("nunique") > 1
+    rank = d["n"].where(varies | letter.notna(), layers)
+    # one curve across models only when each model is one distinct point of the budget
+    models = d.groupby(knob)["model"].transform("nunique")
+    points = rank.groupby([d[c] for c in knob]).transform("nunique")
+    own = (varies | (points < models)) & (models > 1)
+    d["curve"] = d["knob"].astype(str)
+    d.loc[own, "curve"] = d.loc[own, "knob"].astype(str) + " " + d.loc[own, "model"]
+    d["budget"] = [f"{lt}={int(n)}" if isinstance(lt, str) else
+                   (f"L={int(nl)}" if pd.notna(nl) else m)
+                   for lt, n, nl, m in zip(letter, d["n"], layers, d["model"], strict=True)]
+    d["budget_rank"] = rank
+    return d
+
+
+def scale_by_k(df: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy (fraction) per task and K (rows) of each knob curve at its largest budget
+    (columns ``"<curve> [<budget>]"``)."""
+    d = knob_curves(df)
+    index = _present(d, ("task", "k"))
+    group = [c for c in ("task", "curve") if c in d.columns]
+    top = d[d["budget_rank"] == d.groupby(group)["budget_rank"].transform("max")]
+    top = top.assign(column=top["curve"] + " [" + top["budget"] + "]")
+    wide = top.pivot_table(index=index, columns="column", values="accuracy", aggfunc="mean")
+    order = top.drop_duplicates("column").sort_values(["knob", "column"])["column"]
+    wide = wide[[c for c in order if c in wide.columns]]
+    wide.columns.name = None
+    return wide.reset_index()
 
 
 def summarise(tables: dict[str, pd.DataFrame], notes: list[str]) -> dict[str, pd.DataFrame]:
@@ -133,4 +188,6 @@ def summarise(tables: dict[str, pd.DataFrame], notes: list[str]) -> dict[str, pd
         out["surprisal"] = surprisal_table(tables["surprisal"], notes)
     if "scale" in tables:
         out["scale"] = scale_table(tables["scale"], notes)
+        if not out["scale"].empty and "n" in tables["scale"].columns:
+            out["scale_by_k"] = scale_by_k(tables["scale"])
     return {k: v for k, v in out.items() if not v.empty}

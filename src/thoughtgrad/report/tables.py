@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 FLOAT_FORMAT = ".4g"
+LONG_TEXT = 60  # cells longer than this (text excerpts) get class "long": a wider column
 NAN_TEXT = "—"
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -83,6 +84,7 @@ def to_html(df: pd.DataFrame, *, max_rows: int | None = 200) -> str:
     for row in shown.itertuples(index=False, name=None):
         cells = "".join(
             f'<td class="num">{html.escape(fmt(v))}</td>' if isinstance(v, numbers.Number)
+            else f'<td class="long">{html.escape(fmt(v))}</td>' if len(fmt(v)) > LONG_TEXT
             else f"<td>{html.escape(fmt(v))}</td>" for v in row)
         rows.append(f"<tr>{cells}</tr>")
     if len(shown) < len(df):
@@ -114,7 +116,9 @@ CAPTIONS = {
     "dynamics": "Training dynamics per regime.",
     "surprisal": "Per-token surprisal (bits) and Lemma 2 bounds per condition.",
     "scale": "Test-time compute: accuracy per knob and budget.",
-    "spectra_failed": "Samples the spectra runner could not measure.",
+    "scale_by_k": "Test-time compute: accuracy per K of each knob at its largest budget.",
+    "spectra_failed": "Samples the spectra runner could not measure (still standing).",
+    "top_samples": "Per condition, the samples with the largest mean nuclear norm.",
 }
 
 

@@ -17,12 +17,16 @@ table row repeats, so comparisons are a group-by:
   (``detailed/correct``), or the stem for files without a CoT level (``popular_wikipedia_500``,
   with ``/irrelevant`` appended for shuffled responses).
 
-``sample_id`` is the record's 0-based index in its file. Every error names the file, the
-record and the field in one line.
+``sample_id`` is the record's 0-based index in its file. ``reference`` is the bare answer
+to the same instruction when the dataset's ``none``-level file (``_no_cot`` / ``_none``, same
+folder) is loaded with a CoT file of correct responses: ``--loss-span answer`` then finds
+that answer in the long response. Every error names the file, the record and the field in
+one line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -76,6 +80,9 @@ class Record:
     input: str  # noqa: A003 - the Alpaca field's name
     output: str
     labels: Labels
+    reference: str | None = None
+    """The bare answer to the same instruction (the ``none``-level sibling file's response),
+    when that file was loaded too; it locates the final answer in a long response."""
 
     @property
     def prompt(self) -> str:
@@ -242,17 +249,75 @@ def source_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
 def load_many(paths: Sequence[str | os.PathLike[str]], *, conditions: Sequence[str] | None = None,
               limit: int | None = None, prompt_field: str | None = None,
               response_field: str | None = None) -> list[Record]:
-    """Records of several files, labelled; ``conditions`` is one label for all or one per file."""
+    """Records of several files, labelled; ``conditions`` is one label for all or one per file.
+
+    A CoT file whose bare-answer sibling (:func:`none_sibling`) is among ``paths`` gets
+    that file's responses as ``reference`` answers, record by record.
+    """
     if conditions and len(conditions) not in (1, len(paths)):
         raise UserError(f"--condition given {len(conditions)} times for {len(paths)} --data "
                         f"files; give it once (all files) or once per file")
     names = source_names(paths)
-    records: list[Record] = []
+    per_file: list[list[Record]] = []
     for j, (path, name) in enumerate(zip(paths, names, strict=True)):
         cond = None
         if conditions:
             cond = conditions[0] if len(conditions) == 1 else conditions[j]
         labels = infer_labels(path, source=name, condition=cond)
-        records.extend(load_records(path, labels, limit=limit, prompt_field=prompt_field,
-                                    response_field=response_field))
-    return records
+        per_file.append(load_records(path, labels, limit=limit, prompt_field=prompt_field,
+                                     response_field=response_field))
+    for j, path in enumerate(paths):
+        sibling = none_sibling(path, paths)
+        if sibling is not None:
+            per_file[j] = with_references(per_file[j], per_file[list(paths).index(sibling)])
+    return [r for recs in per_file for r in recs]
+
+
+def dataset_stem(stem: str) -> str:
+    """A file stem without its response-kind and CoT-level suffixes, stripped repeatedly
+    (``gsm8k_train_with_cot_gpt4o_detailed`` -> ``gsm8k_train``)."""
+    changed = True
+    while changed:
+        changed = False
+        for suffix, _ in (*KIND_SUFFIXES, *COT_SUFFIXES):
+            if stem.endswith(suffix) and len(stem) > len(suffix):
+                stem, changed = stem[: -len(suffix)], True
+                break
+    return stem
+
+
+def none_sibling(path: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]]
+                 ) -> str | os.PathLike[str] | None:
+    """Among ``paths``, the bare-answer (``none``) file of ``path``'s dataset: same folder,
+    same stem once one CoT-level suffix is removed, correct responses. ``None`` for files
+    of irrelevant or corrupted responses (they answer other questions or a wrong one)."""
+    p = Path(path).resolve()
+    labels = infer_labels(p)
+    if labels.cot_level in (None, "none") or labels.response_kind != "correct":
+        return None
+    base = _without_cot_suffix(p.stem)
+    for other in paths:
+        q = Path(other).resolve()
+        lab = infer_labels(q)
+        if (q != p and q.parent == p.parent and lab.cot_level == "none"
+                and lab.response_kind == "correct" and _without_cot_suffix(q.stem) == base):
+            return other
+    return None
+
+
+def _without_cot_suffix(stem: str) -> str:
+    for suffix, _ in COT_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def with_references(records: Sequence[Record], answers: Sequence[Record]) -> list[Record]:
+    """``records`` with ``reference`` set from the record of ``answers`` at the same index
+    whose prompt is the same (a differing prompt leaves that record without one)."""
+    out = []
+    for i, rec in enumerate(records):
+        ans = answers[i] if i < len(answers) else None
+        ok = ans is not None and ans.prompt == rec.prompt and ans.output.strip()
+        out.append(dataclasses.replace(rec, reference=ans.output.strip()) if ok else rec)
+    return out
