@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 import torch
@@ -86,3 +88,75 @@ def test_knobs_end_to_end_tiny(tmp_path):
     assert sorted(df["k"].unique()) == [2, 3]
     assert main(argv) == 0  # resumes: every cell is done, nothing is appended
     assert len(pd.read_parquet(out / "scale.parquet")) == len(df)
+    steps = argv.index("--steps") + 1
+    assert main([*argv[:steps], "3", *argv[steps + 1:]]) == 2  # other settings: refused
+    assert len(pd.read_parquet(out / "scale.parquet")) == len(df)
+
+
+SCALE_KEY = ["checkpoint", "knob", "k", "n"]
+
+
+def scale(checkpoint, out, *extra):
+    return main(["toy", "scale", "--checkpoint", str(checkpoint), "--samples", "1,2",
+                 "--temperature", "1.0", "--out", str(out), *extra])
+
+
+def test_scale_rerun_skips_rows_already_measured(checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert scale(checkpoint, out, "--loops", "1,2") == 0
+    first = pd.read_parquet(out / "scale.parquet")
+    assert len(first) == len(first.drop_duplicates(SCALE_KEY)) == 2 * (1 + 2 + 2)
+    assert scale(checkpoint, out, "--loops", "1,2") == 0  # nothing new: nothing appended
+    assert pd.read_parquet(out / "scale.parquet").equals(first)
+    assert scale(checkpoint, out, "--loops", "2,5") == 0  # only r = 5 is measured
+    df = pd.read_parquet(out / "scale.parquet")
+    assert len(df) == len(df.drop_duplicates(SCALE_KEY)) == len(first) + 2
+    new = df.iloc[len(first):]
+    assert set(new.knob) == {"loops"} and set(new.n) == {5}
+    pd.testing.assert_frame_equal(df.iloc[: len(first)], first)
+    # a second checkpoint joins the same table; the first is not measured again
+    other = GPTMini(GPTMiniConfig(vocab_size=TOKENIZER.vocab_size, block_size=64, n_layer=1,
+                                  n_head=2, d_model=16, seed=5)).save(tmp_path / "c2",
+                                                                      extra=META)
+    assert main(["toy", "scale", "--checkpoint", str(checkpoint), "--checkpoint", str(other),
+                 "--samples", "1,2", "--temperature", "1.0", "--out", str(out)]) == 0
+    df2 = pd.read_parquet(out / "scale.parquet")
+    assert len(df2) == len(df2.drop_duplicates(SCALE_KEY)) == len(df) + 2 * (1 + 2)
+    assert "compute_flops" in df2 and df2.compute_flops.gt(0).all()
+
+
+def test_scale_refuses_other_sampling_or_changed_weights(checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert scale(checkpoint, out) == 0
+    capsys.readouterr()
+    assert scale(checkpoint, out, "--sample-seed", "3") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "sampling.seed: 0 -> 3" in err and "\n" not in err
+    model = GPTMini.load(checkpoint)
+    with torch.no_grad():
+        model.lm_head.weight.add_(1.0)
+    model.save(checkpoint, extra=META)  # retrained in place
+    assert scale(checkpoint, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert "measured on other weights" in err and "\n" not in err
+
+
+def test_loops_rerun_does_not_duplicate(checkpoint, tmp_path):
+    out = tmp_path / "loops"
+    argv = ["toy", "loops", "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert main([*argv, "--loops", "1,2"]) == 0
+    assert main([*argv, "--loops", "1,2,3"]) == 0
+    df = pd.read_parquet(out / "scale.parquet")
+    assert len(df) == len(df.drop_duplicates(SCALE_KEY)) == 2 * 3
+    assert {"params", "n_layer", "split", "compute_flops"} <= set(df.columns)
+
+
+def test_knobs_identity_leaves_out_only_the_grid_axis_and_device():
+    from thoughtgrad.experiments.testtime import KnobsConfig, knobs_identity
+
+    base = KnobsConfig()
+    ident = knobs_identity(base)
+    assert "tasks" not in ident and "device" not in ident["toy"]
+    assert knobs_identity(dataclasses.replace(base, tasks=("fold",))) == ident
+    changed = dataclasses.replace(base, loop_train=3)
+    assert knobs_identity(changed) != ident

@@ -37,16 +37,18 @@ def toy_train(base: Path, out: Path, regime: str, steps: int, *extra: str) -> in
 
 def test_train_toy_regimes_resume_and_tables(toy_base, tmp_path, capsys) -> None:
     out = tmp_path / "run"
-    assert toy_train(toy_base, out, "cot", 3) == 0
-    assert toy_train(toy_base, out, "direct", 3) == 0
-    assert toy_train(toy_base, out, "cot", 5) == 0  # resumes at step 3
+    assert toy_train(toy_base, out, "cot", 5) == 0
+    assert toy_train(toy_base, out, "direct", 5) == 0  # a second regime in the same dir
+    assert toy_train(toy_base, out, "cot", 5) == 0  # the same command: resumes, no new rows
     text = capsys.readouterr().out
-    assert "training dynamics per regime" in text
+    assert "training dynamics per regime" in text and "seed 000's claims" in text
     df = pd.read_parquet(out / "dynamics.parquet")
     assert sorted(df[df.regime == "cot"].step) == list(range(5))
-    assert sorted(df[df.regime == "direct"].step) == list(range(3))
+    assert sorted(df[df.regime == "direct"].step) == list(range(5))
     assert (df.status == "ok").all()
     assert df.loss_answer.notna().all() and df.grad_norm_answer.notna().all()
+    assert df.groupby("regime").cos_prev_answer.apply(lambda s: s.iloc[1:].notna().all()).all()
+    assert set(df.spike_source) == {"pre_clip"}
     probed = df[(df.regime == "cot") & df.lambda_max.notna()].step.tolist()
     assert sorted(probed) == [0, 2, 4]
     lay = pd.read_parquet(out / "layer_grad_norms.parquet")
@@ -141,3 +143,92 @@ def test_train_hf_tiny_llama_on_gsm8k(tmp_path, capsys) -> None:
     m = json.loads((out / "manifest.json").read_text())["dynamics_direct"]
     assert m["samples"] >= 8
     assert m["config"]["train"]["lr"] == 1e-5 and m["config"]["train"]["batch_size"] == 4
+
+
+def test_changed_settings_are_refused_other_regimes_allowed(toy_base, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert toy_train(toy_base, out, "cot", 2) == 0
+    before = pd.read_parquet(out / "dynamics.parquet")
+    capsys.readouterr()
+    for extra, changed in ((["--lr", "5e-3"], "train.lr"), (["--spike-factor", "2"],
+                                                           "probes.spike_factor"),
+                           (["--curvature-method", "both"], "probes.curvature_method")):
+        assert toy_train(toy_base, out, "answer", 2, *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and changed in err, err
+    assert toy_train(toy_base, out, "cot", 3) == 2  # more steps: another schedule
+    assert "train.steps: 2 -> 3" in capsys.readouterr().err
+    # regime, device, checkpoint interval and offloading may differ
+    assert toy_train(toy_base, out, "answer", 2, "--device", "cpu", "--offload") == 0
+    after = pd.read_parquet(out / "dynamics.parquet")
+    assert after[after.regime == "cot"].reset_index(drop=True).equals(
+        before.reset_index(drop=True))
+    assert sorted(after[after.regime == "answer"].step) == [0, 1]
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["train", "--curvature-tol", "0"], "--curvature-tol"),
+    (["train", "--curvature-tol", "nan"], "--curvature-tol"),
+    (["train", "--spike-factor", "-1"], "--spike-factor"),
+    (["train", "--lr", "0"], "--lr"),
+    (["hessian", "--tol", "0"], "--tol"),
+    (["hessian", "--tol", "-1e-3"], "--tol"),
+    (["hessian", "--trace-samples", "-2"], "--trace-samples"),
+])
+def test_nonpositive_tolerances_fail_at_parse_time(toy_base, tmp_path, capsys, argv,
+                                                   flag) -> None:
+    common = ["--model", str(toy_base), "--data", "toy:addition"]
+    if argv[0] == "train":
+        common += ["--regime", "cot", "--steps", "2", "--out", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) as exc:
+        main([argv[0], *common, *argv[1:]])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert flag in err[-1] and "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "r").exists()  # nothing written before the check
+
+
+def test_probe_config_refuses_bad_tolerances() -> None:
+    from thoughtgrad.errors import UserError
+    from thoughtgrad.experiments.dynamics import ProbeConfig
+
+    for kw in ({"curvature_tol": 0.0}, {"curvature_tol": float("nan")}, {"spike_factor": 0},
+               {"spike_tau": -1.0}, {"curvature_max_iter": 0}):
+        with pytest.raises(UserError, match=next(iter(kw))):
+            ProbeConfig(**kw)
+
+
+def test_train_help_says_what_each_regime_supervises(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "cot the full response: every reasoning step and the answer" in text
+    assert "a seeded random half of each sample's reasoning steps removed" in text
+    assert "NOT the toy lab's `toy train --regime direct`, which is answer-only" in text
+    assert "answer the bare answer only (the toy lab's `direct`)" in text
+
+
+def test_surprisal_keeps_other_conditions(toy_base, tmp_path, capsys) -> None:
+    out = tmp_path / "surp"
+
+    def run(regime: str, limit: str, *extra: str) -> None:
+        assert main(["surprisal", "--model", str(toy_base), "--data", "toy:addition",
+                     "--limit", limit, "--out", str(out), "--regime", regime, *extra]) == 0
+
+    run("cot", "4")
+    run("direct", "3")
+    run("answer", "2", "--condition", "bare")
+    tok = pd.read_parquet(out / "surprisal.parquet")
+    per = pd.read_parquet(out / "surprisal_samples.parquet")
+    assert per.groupby("condition").size().to_dict() == {"cot": 4, "direct": 3, "bare": 2}
+    first_cot = tok[tok.condition == "cot"].reset_index(drop=True)
+    run("cot", "5")  # the same condition again: replaced, not duplicated
+    tok = pd.read_parquet(out / "surprisal.parquet")
+    per = pd.read_parquet(out / "surprisal_samples.parquet")
+    assert per.groupby("condition").size().to_dict() == {"cot": 5, "direct": 3, "bare": 2}
+    assert len(tok) == len(tok.drop_duplicates(["condition", "sample_id", "position"]))
+    again = tok[tok.condition == "cot"]
+    again = again[again.sample_id.isin(first_cot.sample_id)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(again, first_cot)
+    summary = capsys.readouterr().out.split("surprisal per condition")[-1]
+    assert all(c in summary for c in ("cot", "direct", "bare"))

@@ -1,22 +1,48 @@
 # SPDX-License-Identifier: MIT
-"""The dynamics TrainerCallback in a real 5-step Trainer run, then resumed."""
+"""The dynamics TrainerCallback in a real 5-step Trainer run, then resumed; pre-clip spike
+flags recomputed from the logged norm; flash-style attention switched to eager for HVPs."""
 
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 import torch
 
 pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
 
-from transformers import Trainer, TrainingArguments  # noqa: E402
+from transformers import AttentionInterface, Trainer, TrainingArguments  # noqa: E402
+from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: E402
 
 from thoughtgrad.dynamics.callback import DynamicsCallback  # noqa: E402
+from thoughtgrad.dynamics.hessian import top_eigenvalues  # noqa: E402
+from thoughtgrad.dynamics.monitor import hvp_attention  # noqa: E402
 from thoughtgrad.models.tiny import tiny_model  # noqa: E402
 from thoughtgrad.report.store import RunDir  # noqa: E402
 
 V, T = 64, 12
+NO_DOUBLE = "thoughtgrad_test_no_double_backward"
+"""An attention implementation that, like flash attention, has no double backward."""
+
+
+class _Once(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        return g
+
+
+def _no_double_attention(module, query, key, value, attention_mask, **kwargs):
+    out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return _Once.apply(out), weights
+
+
+AttentionInterface.register(NO_DOUBLE, _no_double_attention)
 
 
 class Rows(torch.utils.data.Dataset):
@@ -34,13 +60,18 @@ class Rows(torch.utils.data.Dataset):
                 "attention_mask": torch.ones(T, dtype=torch.long)}
 
 
-def make_trainer(out, run_dir, steps: int) -> tuple[Trainer, DynamicsCallback]:
+def make_trainer(out, run_dir, steps: int, *, logging_steps: int = 1,
+                 spike_tau: float | None = None, attention: str | None = None
+                 ) -> tuple[Trainer, DynamicsCallback]:
     model = tiny_model("llama", vocab_size=V, seed=0).train()
+    if attention is not None:
+        model.set_attn_implementation(attention)
     data = Rows()
     probe = {k: torch.stack([data[i][k] for i in range(4)]) for k in data[0]}
-    cb = DynamicsCallback(run_dir, regime="cot", probe_batch=probe, curvature_every=2)
+    cb = DynamicsCallback(run_dir, regime="cot", probe_batch=probe, curvature_every=2,
+                          spike_tau=spike_tau)
     args = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=4,
-                             learning_rate=1e-3, logging_steps=1, save_steps=2,
+                             learning_rate=1e-3, logging_steps=logging_steps, save_steps=2,
                              report_to=[], use_cpu=True, seed=0, max_grad_norm=0.01,
                              disable_tqdm=True)
     return Trainer(model=model, args=args, train_dataset=data, callbacks=[cb]), cb
@@ -68,3 +99,71 @@ def test_callback_rows_and_resume(tmp_path) -> None:
     assert df2.dist_init.iloc[5] > 0 and df2.dist_init.iloc[6] >= df2.dist_init.iloc[0]
     lay = RunDir.open(run_dir).read("layer_grad_norms")
     assert sorted(set(lay.step)) == list(range(7))
+
+
+def test_spike_flags_come_from_the_pre_clip_norm(tmp_path) -> None:
+    """Clipping at 0.01 hides every spike above tau = 0.02 in the post-clip norm; the flags
+    are recomputed from the logged pre-clip norm, against a window of earlier pre-clip
+    norms (checked by hand), and say so in spike_source."""
+    tau, factor, min_history = 0.02, 3.0, 5
+    trainer, _ = make_trainer(tmp_path / "t", tmp_path / "run", 7, spike_tau=tau)
+    trainer.train()
+    df = RunDir.open(tmp_path / "run").read("dynamics").sort_values("step")
+    assert (df.spike_source == "pre_clip").all()
+    seen: list[float] = []
+    for _, row in df.iterrows():
+        rel = len(seen) >= min_history and row.grad_norm > factor * statistics.median(seen)
+        assert bool(row.spike_abs) == (row.grad_norm > tau)
+        assert bool(row.spike_rel) == rel and bool(row.spike) == (row.grad_norm > tau or rel)
+        seen.append(row.grad_norm)
+    assert df.spike_abs.all()  # post-clip (<= 0.01) flags would all be False
+    # logging every other step: unlogged steps keep the post-clip flags, labelled so
+    trainer, _ = make_trainer(tmp_path / "t2", tmp_path / "run2", 4, spike_tau=tau,
+                              logging_steps=2)
+    trainer.train()
+    df = RunDir.open(tmp_path / "run2").read("dynamics").sort_values("step")
+    assert df.spike_source.tolist() == ["post_clip", "pre_clip", "post_clip", "pre_clip"]
+    assert df.spike_abs.tolist() == [False, True, False, True]
+    assert df.grad_norm.isna().tolist() == [True, False, True, False]
+
+
+def test_flash_style_attention_is_switched_to_eager_for_the_hvp() -> None:
+    model = tiny_model("llama", vocab_size=V, seed=0)
+    model.set_attn_implementation(NO_DOUBLE)
+    ids = Rows(4).ids
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def loss() -> torch.Tensor:
+        return model(input_ids=ids, labels=ids).loss
+
+    with pytest.raises(RuntimeError):  # the oracle that the switch is needed at all
+        top_eigenvalues(loss, params, max_iter=3)
+    with hvp_attention(model):
+        assert model.config._attn_implementation == "eager"
+        got = top_eigenvalues(loss, params, max_iter=3).eigenvalues[0]
+    assert model.config._attn_implementation == NO_DOUBLE
+    with pytest.raises(ZeroDivisionError), hvp_attention(model):
+        raise ZeroDivisionError
+    assert model.config._attn_implementation == NO_DOUBLE  # restored after an error too
+    eager = tiny_model("llama", vocab_size=V, seed=0)
+    want = top_eigenvalues(lambda: eager(input_ids=ids, labels=ids).loss,
+                           [p for p in eager.parameters() if p.requires_grad],
+                           max_iter=3).eigenvalues[0]
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_callback_probes_a_flash_style_model(tmp_path) -> None:
+    trainer, _ = make_trainer(tmp_path / "t", tmp_path / "run", 3, attention=NO_DOUBLE)
+    trainer.train()
+    df = RunDir.open(tmp_path / "run").read("dynamics").sort_values("step")
+    assert (df.status == "ok").all(), df.status.tolist()
+    assert df.lambda_max.notna().tolist() == [True, False, True]
+    assert trainer.model.config._attn_implementation == NO_DOUBLE
+
+
+@pytest.mark.parametrize("kw", [{"spike_tau": -1.0}, {"curvature_method": "arnoldi"},
+                                {"curvature_every": 0}])
+def test_bad_callback_settings_fail_before_anything_is_written(tmp_path, kw) -> None:
+    with pytest.raises(ValueError):
+        DynamicsCallback(tmp_path / "run", **kw)
+    assert not (tmp_path / "run").exists()

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pandas as pd
 import pytest
 import torch
 
-from thoughtgrad.dynamics.hessian import hvp_operator, power_iteration
+from thoughtgrad.dynamics.hessian import hvp_operator, power_iteration, top_eigenvalues
 from thoughtgrad.dynamics.monitor import (
     AnswerControlProbe,
     CosineProbe,
@@ -17,6 +18,7 @@ from thoughtgrad.dynamics.monitor import (
     DistanceProbe,
     DynamicsMonitor,
     GradNormProbe,
+    SpikeDetector,
     layer_index,
     math_attention,
 )
@@ -26,6 +28,7 @@ from thoughtgrad.train.sft import Batch, TrainConfig, TrainState, lm_loss, train
 
 V, T, B = 11, 9, 3
 SHIFT = 30.0
+ANSWER_TAU, ANSWER_FACTOR = 1.9, 0.9
 
 
 def tiny_model(seed: int = 0) -> GPTMini:
@@ -79,7 +82,8 @@ def test_probes_against_recomputation() -> None:
     probe_batch = make(999)
     grad = GradNormProbe(tau=1e9)
     mon = DynamicsMonitor([grad, CosineProbe(), DistanceProbe(),
-                           AnswerControlProbe(answer_only(make)),
+                           AnswerControlProbe(answer_only(make), tau=ANSWER_TAU,
+                                              factor=ANSWER_FACTOR, min_history=2),
                            CurvatureProbe(probe_batch, every=3, tol=1e-8, max_iter=200)],
                           regime="cot")
     snapshots: list[dict[str, torch.Tensor]] = []
@@ -94,7 +98,8 @@ def test_probes_against_recomputation() -> None:
     assert (df.status == "ok").all()
     replay = tiny_model()
     final = {n: p.detach().clone() for n, p in model.named_parameters()}
-    prev = None
+    prev = prev_answer = None
+    answer_norms: list[float] = []
     for step, snap in enumerate(snapshots):
         replay.load_state_dict(snap)
         g = oracle_grads(replay, make(step))
@@ -105,9 +110,18 @@ def test_probes_against_recomputation() -> None:
         assert (math.isnan(row.cos_prev) and math.isnan(cos)) or \
             row.cos_prev == pytest.approx(cos, abs=1e-5)
         prev = flat
-        ga = oracle_grads(replay, answer_only(make)(step))
-        assert row.grad_norm_answer == pytest.approx(
-            float(torch.cat([x.reshape(-1) for x in ga]).norm()), rel=1e-5)
+        ga = torch.cat([x.reshape(-1) for x in oracle_grads(replay, answer_only(make)(step))])
+        norm_a = float(ga.norm())
+        assert row.grad_norm_answer == pytest.approx(norm_a, rel=1e-5)
+        cos_a = math.nan if prev_answer is None else \
+            float(ga @ prev_answer / (ga.norm() * prev_answer.norm()))
+        assert (math.isnan(row.cos_prev_answer) and math.isnan(cos_a)) or \
+            row.cos_prev_answer == pytest.approx(cos_a, abs=1e-5)
+        prev_answer = ga
+        rel = len(answer_norms) >= 2 and \
+            norm_a > ANSWER_FACTOR * statistics.median(answer_norms)
+        assert bool(row.spike_answer) == (norm_a > ANSWER_TAU or rel), step
+        answer_norms.append(norm_a)
         if step % 3 == 0:
             params = list(replay.parameters())
             # independent algorithm: power iteration on H + 30 I (the shift makes the
@@ -125,6 +139,7 @@ def test_probes_against_recomputation() -> None:
     # distance after the last step = ||theta_final - theta_0||
     d = math.sqrt(sum(float((final[n] - init[n]).pow(2).sum()) for n in init))
     n0 = math.sqrt(sum(float(v.pow(2).sum()) for v in init.values()))
+    assert df.spike_answer.any() and not df.spike_answer.all()  # the check saw both
     assert df.iloc[-1].dist_init == pytest.approx(d, rel=1e-5)
     assert df.iloc[-1].dist_init_rel == pytest.approx(d / n0, rel=1e-5)
     layers = pd.DataFrame(grad.drain().get("layer_grad_norms", []))
@@ -231,3 +246,117 @@ def test_resumed_run_keeps_one_row_per_step(tmp_path) -> None:
     lay = run.read("layer_grad_norms")
     assert sorted(set(lay.step)) == list(range(6))
     assert len(lay) == len(lay.drop_duplicates(["regime", "step", "layer"]))
+
+
+def test_both_methods_record_their_own_iterations() -> None:
+    """Under ``both`` the power run's iterations and HVPs get their own columns, equal to a
+    direct call of each solver at the same weights."""
+    make = batches(6)
+    probe_batch = make(77)
+    model = tiny_model()
+    snap: dict[str, torch.Tensor] = {}
+
+    class Snap:
+        def after_backward(self, state: TrainState) -> None:
+            if state.step == 0:
+                snap.update({n: p.detach().clone() for n, p in state.model.named_parameters()})
+
+    mon = DynamicsMonitor([CurvatureProbe(probe_batch, every=10, method="both", tol=1e-4,
+                                          max_iter=40)], regime="cot")
+    train(cfg(1), model, make, [Snap(), mon])
+    row = mon.rows[0]
+    replay = tiny_model()
+    replay.load_state_dict(snap)
+    params = list(replay.parameters())
+    with math_attention():
+        want = {m: top_eigenvalues(lambda: lm_loss(replay(probe_batch.input_ids),
+                                                   probe_batch.labels), params, method=m,
+                                   tol=1e-4, max_iter=40) for m in ("lanczos", "power")}
+    assert row["status"] == "ok" and row["lambda_method"] == "lanczos"
+    assert (row["lambda_iters"], row["lambda_hvps"]) == (want["lanczos"].iterations,
+                                                         want["lanczos"].hvps)
+    assert (row["lambda_iters_power"], row["lambda_hvps_power"]) == (want["power"].iterations,
+                                                                     want["power"].hvps)
+    assert row["lambda_converged_power"] == want["power"].converged
+    assert row["lambda_max_power"] == pytest.approx(want["power"].eigenvalues[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("exc", [ValueError("bad shape in HVP"), KeyError("logits"),
+                                 ZeroDivisionError("x"), torch.linalg.LinAlgError("eigh")])
+def test_any_curvature_exception_is_recorded_and_training_goes_on(exc) -> None:
+    make = batches(7)
+
+    def broken(model, batch):
+        raise exc
+
+    mon = DynamicsMonitor([GradNormProbe(), CurvatureProbe(make(50), every=2, loss_fn=broken)],
+                          regime="cot")
+    res = train(cfg(3), tiny_model(), make, [mon])
+    assert res.stopped_reason is None and res.steps_done == 3
+    df = pd.DataFrame(mon.rows)
+    want = f"curvature_error: {type(exc).__name__}"
+    assert df.status.iloc[0].startswith(want) and df.status.iloc[1] == "ok"
+    assert df.status.iloc[2].startswith(want) and df.lambda_max.isna().all()
+
+
+def test_nonfinite_curvature_is_recorded() -> None:
+    make = batches(8)
+
+    def nan_loss(model, batch):
+        return lm_loss(model(batch.input_ids), batch.labels) * float("nan")
+
+    mon = DynamicsMonitor([CurvatureProbe(make(50), every=1, loss_fn=nan_loss, max_iter=3)],
+                          regime="cot")
+    res = train(cfg(2), tiny_model(), make, [mon])
+    assert res.stopped_reason is None
+    statuses = [r["status"] for r in mon.rows]
+    assert all(s.startswith(("curvature_nonfinite", "curvature_error")) for s in statuses)
+
+
+def test_any_probe_failure_is_recorded_and_training_goes_on() -> None:
+    make = batches(9)
+
+    def no_batch(step: int) -> Batch:
+        if step == 1:
+            raise IndexError("answer batch 1 is missing")
+        return answer_only(make)(step)
+
+    mon = DynamicsMonitor([GradNormProbe(), CosineProbe(), AnswerControlProbe(no_batch)],
+                          regime="cot")
+    res = train(cfg(3), tiny_model(), make, [mon])
+    assert res.stopped_reason is None and res.steps_done == 3
+    df = pd.DataFrame(mon.rows)
+    assert df.status.tolist() == ["ok", "answer_control_error: IndexError: answer batch 1 "
+                                  "is missing", "ok"]
+    assert math.isnan(df.grad_norm_answer.iloc[1]) and df.cos_prev.iloc[1:].notna().all()
+    # the failed step breaks the chain of consecutive answer-only gradients
+    assert math.isnan(df.cos_prev_answer.iloc[2]) and df.grad_norm_answer.iloc[2] > 0
+
+
+@pytest.mark.parametrize("kw", [{"tol": 0.0}, {"tol": -1e-3}, {"tol": float("nan")},
+                                {"max_iter": 0}, {"every": 0}, {"method": "arnoldi"}])
+def test_bad_curvature_settings_fail_before_training(kw) -> None:
+    with pytest.raises(ValueError):
+        CurvatureProbe(batches()(0), **kw)
+
+
+@pytest.mark.parametrize("kw", [{"factor": 0.0}, {"tau": -1.0}, {"window": 0},
+                                {"tau": float("inf")}])
+def test_bad_spike_settings_fail_before_training(kw) -> None:
+    with pytest.raises(ValueError):
+        SpikeDetector(**kw)
+    with pytest.raises(ValueError):
+        AnswerControlProbe(batches(), **kw)
+
+
+def test_spike_detector_against_a_hand_computation() -> None:
+    det = SpikeDetector(tau=2.0, factor=1.5, window=3, min_history=2)
+    norms = [1.0, 3.0, 1.2, 2.5, float("inf"), 1.1, 4.0]
+    seen: list[float] = []
+    for norm in norms:
+        want_abs = math.isfinite(norm) and norm > 2.0
+        want_rel = math.isfinite(norm) and len(seen) >= 2 and \
+            norm > 1.5 * statistics.median(seen[-3:])
+        assert det.update(norm) == (want_abs, want_rel), norm
+        if math.isfinite(norm):
+            seen.append(norm)

@@ -7,6 +7,7 @@ import itertools
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,8 +58,24 @@ def test_pass_at_k_edges():
     assert pass_at_k(1, 1, 1) == 1.0
 
 
+def test_pass_at_k_accepts_any_integral_type():
+    """numpy integers (e.g. counts from ``ndarray.sum()``) and other Integrals give exactly
+    the value of the plain-int call."""
+    kinds = (int, np.int64, np.int32, np.uint16, np.int8)
+    for n, c, k in ((10, 3, 2), (7, 0, 7), (12, 12, 1), (40, 5, 17)):
+        want = pass_at_k(n, c, k)
+        for kind in kinds:
+            assert pass_at_k(kind(n), kind(c), kind(k)) == want, kind
+        assert pass_at_k(np.int64(n), c, np.int16(k)) == want
+    assert pass_at_k(np.int64(10), np.int64(3), 2) == pytest.approx(brute_pass_at_k(10, 3, 2))
+    correct = np.array([True, False, True, False, False, False, True, False, False, False])
+    assert pass_at_k(correct.size, correct.sum(), 4) == pass_at_k(10, 3, 4)
+
+
 @pytest.mark.parametrize("n,c,k", [(5, 0, 6), (5, 6, 1), (5, -1, 1), (5, 1, 0), (0, 0, 1),
-                                   (-2, 0, 1), (5, 1, -1), (5.0, 1, 1), (5, 1, True)])
+                                   (-2, 0, 1), (5, 1, -1), (5.0, 1, 1), (5, 1, True),
+                                   (np.float64(5), 1, 1), (5, np.bool_(True), 1),
+                                   (5, 1, np.int64(0)), ("5", 1, 1), (5, Fraction(1), 1)])
 def test_pass_at_k_rejects_bad_input_in_one_line(n, c, k):
     with pytest.raises(UserError) as info:
         pass_at_k(n, c, k)

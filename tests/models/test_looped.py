@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -127,3 +128,90 @@ def test_bad_r_is_one_line_error():
         model(ids(), n_loops=0)
     with pytest.raises(UserError, match=r"n_loops \(r\) must be >= 1"):
         GPTMiniConfig(n_loops=0)
+
+
+def truncated(model: GPTMini, m: int) -> GPTMini:
+    """A copy of ``model`` whose config sets ``loops_grad = m``."""
+    out = GPTMini(dataclasses.replace(model.config, loops_grad=m)).train()
+    out.load_state_dict(model.state_dict())
+    return out
+
+
+def grads_of(model: GPTMini, logits_fn, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    lm_loss(logits_fn(x), x).backward()
+    return {n: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+            for n, p in model.named_parameters()}
+
+
+def manual_truncated_logits(model: GPTMini, x: torch.Tensor, r: int, m: int) -> torch.Tensor:
+    """Full forward of r passes, with the state detached before the last m passes."""
+    T = x.shape[1]
+    e = model.tok_emb(x) + model.pos_emb(torch.arange(T))  # B T D
+    h = e
+    for loop in range(r):
+        if loop == r - m:
+            h = h.detach()
+        if loop > 0:
+            h = h + e
+        for blk in model.blocks:
+            h = blk(h)
+    return model.lm_head(model.ln_f(h))
+
+
+def mismatches(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> list[str]:
+    return [n for n in want if not torch.allclose(got[n], want[n], rtol=1e-4, atol=1e-6)]
+
+
+@pytest.mark.parametrize("r", [2, 3])
+def test_loops_grad_at_least_r_is_full_backprop(r):
+    full = small(n_layer=2, n_loops=r).train()
+    x = ids()
+    want = grads_of(full, full, x)
+    for m in (r, r + 2):
+        model = truncated(full, m)
+        bad = mismatches(grads_of(model, model, x), want)
+        assert not bad, f"loops_grad={m}: gradient mismatch for {bad}"
+
+
+@pytest.mark.parametrize("r,m", [(2, 1), (3, 1), (3, 2), (5, 2)])
+def test_truncated_backprop_equals_detaching_the_state(r, m):
+    full = small(n_layer=2, n_loops=r).train()
+    model = truncated(full, m)
+    x = ids()
+    got = grads_of(model, model, x)
+    oracle = truncated(full, m)
+    want = grads_of(oracle, lambda t: manual_truncated_logits(oracle, t, r, m), x)
+    bad = mismatches(got, want)
+    assert not bad, f"r={r}, loops_grad={m}: gradient mismatch for {bad}"
+    # a real truncation: the block weights' gradient differs from full backprop
+    dense = grads_of(full, full, x)
+    assert mismatches(got, dense)
+    with torch.no_grad():  # and the forward values do not change
+        torch.testing.assert_close(model(x), full(x), rtol=1e-6, atol=1e-6)
+
+
+def test_truncation_follows_the_loop_count_run():
+    """At a test-time r with gradients on, the last min(loops_grad, r) passes carry them."""
+    base = small(n_layer=1, n_loops=2).train()
+    model = truncated(base, 2)
+    x = ids()
+    got = grads_of(model, lambda t: model(t, n_loops=5), x)
+    oracle = truncated(base, 2)
+    want = grads_of(oracle, lambda t: manual_truncated_logits(oracle, t, 5, 2), x)
+    assert not mismatches(got, want)
+    got1 = grads_of(model, lambda t: model(t, n_loops=1), x)
+    want1 = grads_of(base, lambda t: base(t, n_loops=1), x)
+    assert not mismatches(got1, want1)
+
+
+def test_loops_grad_survives_a_checkpoint(tmp_path):
+    model = truncated(small(n_layer=1, n_loops=3), 1)
+    assert GPTMini.load(model.save(tmp_path / "ck")).config.loops_grad == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_bad_loops_grad_is_one_line_error(bad):
+    with pytest.raises(UserError, match="loops_grad must be >= 1") as info:
+        GPTMiniConfig(n_loops=3, loops_grad=bad)
+    assert "\n" not in str(info.value)

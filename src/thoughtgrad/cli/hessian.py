@@ -8,6 +8,18 @@ import json
 import math
 
 from thoughtgrad.cli.common import HelpFormatter, positive_int, print_table
+from thoughtgrad.cli.train import positive_float
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 DESCRIPTION = """\
 Top-k eigenvalues (largest algebraic; Lanczos with full reorthogonalisation, or power
@@ -36,9 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which response tokens carry the loss")
     p.add_argument("--top-k", type=positive_int, default=1)
     p.add_argument("--method", choices=["lanczos", "power"], default="lanczos")
-    p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--tol", type=positive_float, default=1e-4,
+                   help="relative change of the estimates that stops the iteration (> 0)")
     p.add_argument("--max-iter", type=positive_int, default=100)
-    p.add_argument("--trace-samples", type=int, default=20,
+    p.add_argument("--trace-samples", type=nonneg_int, default=20,
                    help="Rademacher vectors for the Hutchinson trace (0 = skip)")
     p.add_argument("--per-layer", action="store_true", help="also each block on its own")
     p.add_argument("--limit", type=positive_int, default=8, help="samples in the loss")
@@ -56,8 +69,8 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     from thoughtgrad.dynamics.monitor import (
         default_loss,
         eval_mode,
+        hvp_attention,
         layer_index,
-        math_attention,
     )
     from thoughtgrad.experiments.dynamics import load_examples, probe_batches
     from thoughtgrad.models.hf import load_model
@@ -86,7 +99,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
             out["trace_stderr"] = tr.stderr
         return out
 
-    with eval_mode(model), math_attention():
+    with eval_mode(model), hvp_attention(model):
         whole = measure([p for _, p in named])
         layers = []
         if args.per_layer:

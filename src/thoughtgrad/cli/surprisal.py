@@ -4,8 +4,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from thoughtgrad.cli.common import HelpFormatter, positive_int, print_table
+from thoughtgrad.cli.common import HelpFormatter, nonneg_float, positive_int, print_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from thoughtgrad.report.store import RunDir
 
 DESCRIPTION = """\
 Per response token: surprisal in bits, p of the true token, and the norm of the loss
@@ -14,7 +20,9 @@ interval 1 - ||g|| <= p_true <= 1 - ||g||/sqrt(2) checked on every token (violat
 reported; there should be none). Per sample: total / mean / max surprisal and the count of
 tokens whose logit-gradient norm exceeds --tau.
 
-Tables: surprisal (one row per token), surprisal_samples (one row per sample).
+Tables: surprisal (one row per token), surprisal_samples (one row per sample). Running the
+command again into the same --out with another --regime / --condition adds that condition;
+re-running a condition replaces only that condition's rows.
 
 examples:
   thoughtgrad surprisal --model runs/dyn/model-cot --data toy:addition --out runs/surp
@@ -33,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="response variant (cot = the data's responses unchanged)")
     p.add_argument("--condition", default=None,
                    help="condition label of the rows (default: the regime)")
-    p.add_argument("--tau", type=float, default=0.5,
+    p.add_argument("--tau", type=nonneg_float, default=0.5,
                    help="logit-gradient-norm threshold for counting spikes (norms lie in "
                         "[0, sqrt 2])")
     p.add_argument("--limit", type=positive_int, default=None)
@@ -43,6 +51,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_surprisal)
+
+
+def replace_condition(run: RunDir, name: str, condition: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Table ``name`` of ``run`` with its ``condition`` rows replaced by ``rows`` (other
+    conditions kept, in their order, before the new rows); written back and returned."""
+    import pandas as pd
+
+    if run.has_table(name):
+        old = run.read(name)
+        if "condition" in old:
+            old = old[old["condition"] != condition]
+        parts = [df for df in (old, rows) if not df.empty]
+        rows = pd.concat(parts, ignore_index=True) if parts else rows
+    run.write(name, rows)
+    return rows
 
 
 def cmd_surprisal(args: argparse.Namespace) -> int:
@@ -59,23 +82,28 @@ def cmd_surprisal(args: argparse.Namespace) -> int:
                                              seed=args.seed, limit=args.limit,
                                              max_length=args.max_length,
                                              chat_template=args.chat_template)
-    run = RunDir.create(args.out, command="surprisal", config=vars(args) | {"func": None},
-                        seed=args.seed)
-    tokens, samples = measure_surprisal(model, examples, pad_id=pad_id,
-                                        condition=args.condition or args.regime,
+    condition = args.condition or args.regime
+    run = RunDir.create(args.out, command="surprisal", seed=args.seed)
+    tokens, samples = measure_surprisal(model, examples, pad_id=pad_id, condition=condition,
                                         device=device, batch_size=args.batch_size,
                                         tau=args.tau)
-    run.write("surprisal", tokens)
-    run.write("surprisal_samples", samples)
-    if failed:
-        run.write("surprisal_failed", pd.DataFrame(failed))
+    replace_condition(run, "surprisal", condition, tokens)
+    samples = replace_condition(run, "surprisal_samples", condition, samples)
+    if failed or run.has_table("surprisal_failed"):
+        replace_condition(run, "surprisal_failed", condition,
+                          pd.DataFrame([{"condition": condition, **f} for f in failed],
+                                       columns=["condition", "sample_id", "source", "reason"]))
+    settings = run.manifest().get("surprisal", {})
+    settings[condition] = vars(args) | {"func": None}
+    run.update_manifest(surprisal=settings)
     run.set_status("completed", samples=len(samples), failed=len(failed))
-    summary = samples.groupby("condition").agg(
+    summary = samples.groupby("condition", sort=False).agg(
         samples=("sample_id", "count"), tokens=("n_tokens", "sum"),
         mean_total_bits=("total_surprisal_bits", "mean"),
         mean_max_bits=("max_surprisal_bits", "mean"),
         tokens_above_tau=("n_above_tau", "sum"),
         lemma2_violations=("lemma2_violations", "sum")).reset_index()
-    print_table(summary, title=f"surprisal (tau = {args.tau})", floatfmt=".4g")
+    print_table(summary, title="surprisal per condition (tau: the surprisal_samples column)",
+                floatfmt=".4g")
     print(f"\nrun directory: {run.path}  (tables: surprisal, surprisal_samples)")
     return 0

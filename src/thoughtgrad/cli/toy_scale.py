@@ -83,6 +83,55 @@ def _device(name: str | None) -> str:
     return str(resolve_device(name or "auto"))
 
 
+SCALE_KEY = ("checkpoint", "knob", "k", "n")
+"""What one ``toy scale`` / ``toy loops`` row measures; a re-run skips keys already there."""
+
+
+def _resolved(path: object) -> str:
+    return str(Path(str(path)).resolve())
+
+
+def checkpoint_digest(ckpt: str | Path) -> str:
+    """First 16 hex digits of the SHA-256 of a checkpoint's weights file."""
+    from thoughtgrad.models.gpt_mini import WEIGHTS_FILE
+    from thoughtgrad.report.store import file_sha256
+
+    return file_sha256(Path(ckpt) / WEIGHTS_FILE)[:16]
+
+
+def measured(run, ckpt: str | Path, digest: str) -> set[tuple[str, int, int]]:
+    """``(knob, k, n)`` of the rows already in ``run``'s scale table for ``ckpt`` (matched
+    by resolved path). One-line :class:`UserError` when those rows were measured on other
+    weights (the checkpoint was retrained in place)."""
+    if not run.has_table("scale"):
+        return set()
+    prev = run.read("scale")
+    if "checkpoint" not in prev:
+        return set()
+    prev = prev[prev["checkpoint"].map(_resolved) == _resolved(ckpt)]
+    if "checkpoint_sha256" in prev:
+        other = set(prev["checkpoint_sha256"].dropna()) - {digest}
+        if other:
+            raise UserError(f"{run.path}: rows of checkpoint {ckpt} were measured on other "
+                            "weights (it changed since); use a new --out")
+    return {(str(kn), int(k), int(n)) for kn, k, n in
+            prev[["knob", "k", "n"]].itertuples(index=False)}
+
+
+def only_new(df: pd.DataFrame, done: set[tuple[str, int, int]]) -> pd.DataFrame:
+    """Rows of ``df`` whose ``(knob, k, n)`` is not in ``done``."""
+    keep = [(str(kn), int(k), int(n)) not in done
+            for kn, k, n in zip(df["knob"], df["k"], df["n"], strict=True)]
+    return df[keep].reset_index(drop=True)
+
+
+def rows_of(run, checkpoints: list[str]) -> pd.DataFrame:
+    """The scale rows of the given checkpoints (every run so far, by resolved path)."""
+    prev = run.read("scale")
+    wanted = {_resolved(c) for c in checkpoints}
+    return prev[prev["checkpoint"].map(_resolved).isin(wanted)].reset_index(drop=True)
+
+
 def cmd_scale(args: argparse.Namespace) -> int:
     from thoughtgrad.evaluate.scaling import (
         greedy_study,
@@ -96,40 +145,55 @@ def cmd_scale(args: argparse.Namespace) -> int:
     from thoughtgrad.tasks.toy import get_task
 
     sampling = _sample_config(args)
-    loops = _check_loops(args.loops) if args.loops else None
+    loops = _check_loops(args.loops) if args.loops else ()
     device = _device(args.device)
+    for ckpt in args.checkpoint:
+        read_checkpoint_meta(ckpt)  # one-line error for a missing checkpoint, before writing
     run = RunDir.create(args.out, command="toy scale",
                         config={"checkpoints": [str(c) for c in args.checkpoint],
                                 "sampling": dataclasses.asdict(sampling),
-                                "loops": list(loops or [])}, seed=sampling.seed)
+                                "loops": list(loops)}, seed=sampling.seed,
+                        identity={"sampling": dataclasses.asdict(sampling)})
     t0 = time.perf_counter()
-    frames = []
     for ckpt in args.checkpoint:
         cfg, regime = config_from_checkpoint(ckpt)
+        digest = checkpoint_digest(ckpt)
+        done = measured(run, ckpt, digest)
+        ks = sorted(cfg.eval_ks)
+
+        def missing(knob: str, n: int, done: set = done, ks: list = ks) -> bool:
+            return any((knob, k, n) not in done for k in ks)
+
+        todo_loops = [r for r in loops if missing("loops", r)]
+        todo_samples = any(missing("samples", n) for n in sampling.samples)
+        if not (missing("greedy", 1) or todo_samples or todo_loops):
+            continue
         meta = read_checkpoint_meta(ckpt)
         model = GPTMini.load(ckpt, device=device)
         task, style, split = get_task(cfg.task), REGIME_STYLE[regime], split_for(cfg)
-        parts = [greedy_study(model, task, split.eval, style, device=device),
-                 sample_study(model, task, split.eval, style, sampling, device=device)]
-        if loops:
-            parts.append(loop_study(model, task, split.eval, style, loops, device=device))
-        df = pd.concat(parts, ignore_index=True)
+        parts = []
+        if missing("greedy", 1):
+            parts.append(greedy_study(model, task, split.eval, style, device=device))
+        if todo_samples:
+            parts.append(sample_study(model, task, split.eval, style, sampling, device=device))
+        if todo_loops:
+            parts.append(loop_study(model, task, split.eval, style, todo_loops, device=device))
+        df = only_new(pd.concat(parts, ignore_index=True), done)
         labels = {"task": cfg.task, "model": model_label(meta), "regime": regime,
                   "n_layer": model.config.n_layer, "n_loops_train": model.config.n_loops,
                   "params": model.num_params()}
         df = label_scale_rows(df, labels, temperature=sampling.temperature,
                               train_ks=cfg.train_ks)
-        df["checkpoint"] = str(ckpt)
+        df["checkpoint"], df["checkpoint_sha256"] = str(ckpt), digest
         run.append("scale", df)
-        frames.append(df)
     run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
-    print_scale(pd.concat(frames, ignore_index=True))
+    print_scale(rows_of(run, args.checkpoint))
     print(f"\nscale table: {run.table_path('scale')}")
     return 0
 
 
 def cmd_loops(args: argparse.Namespace) -> int:
-    from thoughtgrad.evaluate.scaling import loop_study
+    from thoughtgrad.evaluate.scaling import label_scale_rows, loop_study
     from thoughtgrad.experiments.toy import REGIME_STYLE, config_from_checkpoint, split_for
     from thoughtgrad.models.gpt_mini import GPTMini, read_checkpoint_meta
     from thoughtgrad.report.store import RunDir
@@ -139,19 +203,27 @@ def cmd_loops(args: argparse.Namespace) -> int:
     device = _device(args.device)
     cfg, regime = config_from_checkpoint(args.checkpoint)
     meta = read_checkpoint_meta(args.checkpoint)
-    model = GPTMini.load(args.checkpoint, device=device)
-    split = split_for(cfg)
-    df = loop_study(model, get_task(cfg.task), split.eval, REGIME_STYLE[regime], loops,
-                    device=device)
-    for i, (name, value) in enumerate({"task": cfg.task, "model": model_label(meta),
-                                       "regime": regime}.items()):
-        df.insert(i, name, value)
     out = Path(args.out) if args.out else Path(args.checkpoint)
     run = RunDir.create(out, command="toy loops",
-                        config={"checkpoint": str(args.checkpoint), "loops": list(loops)})
-    run.append("scale", df)
+                        config={"checkpoint": str(args.checkpoint), "loops": list(loops)},
+                        identity={"checkpoint": _resolved(args.checkpoint)})
+    digest = checkpoint_digest(args.checkpoint)
+    done = measured(run, args.checkpoint, digest)
+    todo = [r for r in loops if any(("loops", k, r) not in done for k in cfg.eval_ks)]
+    model = GPTMini.load(args.checkpoint, device=device)
+    if todo:
+        df = loop_study(model, get_task(cfg.task), split_for(cfg).eval, REGIME_STYLE[regime],
+                        todo, device=device)
+        labels = {"task": cfg.task, "model": model_label(meta), "regime": regime,
+                  "n_layer": model.config.n_layer, "n_loops_train": model.config.n_loops,
+                  "params": model.num_params()}
+        df = label_scale_rows(only_new(df, done), labels, temperature=0.0,
+                              train_ks=cfg.train_ks)
+        df["checkpoint"], df["checkpoint_sha256"] = str(args.checkpoint), digest
+        run.append("scale", df)
     run.set_status("completed")
-    print_scale(df)
+    rows = rows_of(run, [args.checkpoint])
+    print_scale(rows[rows["knob"] == "loops"])
     print(f"\ntrained at r = {model.config.n_loops}; scale table: {run.table_path('scale')}")
     return 0
 
@@ -167,6 +239,8 @@ def _knobs_toy(args: argparse.Namespace, toy):
     top = {k: v for k, v in {"train_size": args.train_size, "eval_per_k": args.eval_per_k,
                              "seed": args.seed, "device": args.device}.items()
            if v is not None}
+    if "steps" in train and toy.train.warmup_steps >= train["steps"]:
+        train["warmup_steps"] = max(1, train["steps"] // 10)  # a short run still warms up
     toy = dataclasses.replace(toy, model=dataclasses.replace(toy.model, **model),
                               train=dataclasses.replace(toy.train, **train), **top)
     return apply_overrides(toy, args.overrides)
@@ -174,7 +248,7 @@ def _knobs_toy(args: argparse.Namespace, toy):
 
 def cmd_knobs(args: argparse.Namespace) -> int:
     from thoughtgrad.cli.common import bar_factory
-    from thoughtgrad.experiments.testtime import KnobsConfig, run_knobs
+    from thoughtgrad.experiments.testtime import KnobsConfig, knobs_identity, run_knobs
     from thoughtgrad.report.store import RunDir
 
     base = KnobsConfig()
@@ -186,7 +260,8 @@ def cmd_knobs(args: argparse.Namespace) -> int:
               "loops": _check_loops(args.loops) if args.loops else None}
     cfg = dataclasses.replace(base, toy=toy, sampling=_sample_config(args),
                               **{k: v for k, v in chosen.items() if v is not None})
-    run = RunDir.create(args.out, command="toy knobs", config=cfg, seed=toy.seed)
+    run = RunDir.create(args.out, command="toy knobs", config=cfg, seed=toy.seed,
+                        identity=knobs_identity(cfg))
     t0 = time.perf_counter()
     try:
         scale = run_knobs(cfg, run, progress_factory=bar_factory())
@@ -251,8 +326,9 @@ def register_scale(tsub: argparse._SubParsersAction) -> None:
     g.add_argument("--loops", type=int_list, default=None,
                    help="loop counts r at evaluation [1,2,3,4,6,8]")
     t = k.add_argument_group("training (shared by every model)")
-    t.add_argument("--steps", type=int, default=None, help="optimizer steps [1000]")
-    t.add_argument("--batch-size", type=positive_int, default=None, help="[64]")
+    t.add_argument("--steps", type=positive_int, default=None,
+                   help="optimizer steps [800]; warm-up is cut to a tenth of a shorter run")
+    t.add_argument("--batch-size", type=positive_int, default=None, help="[32]")
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate [1e-3]")
     t.add_argument("--d-model", type=positive_int, default=None, help="width d [128]")
     t.add_argument("--heads", type=positive_int, default=None, help="attention heads [4]")

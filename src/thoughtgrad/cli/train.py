@@ -6,11 +6,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
 from thoughtgrad.cli.common import HelpFormatter, nonneg_float, positive_int, print_table
 from thoughtgrad.errors import UserError
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (tolerances, learning rates, factors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 DESCRIPTION = """\
 Fine-tune a model under one supervision regime and record its training dynamics (seed 000):
@@ -19,11 +31,19 @@ cosine between consecutive gradients, the distance from the initial weights, and
 --curvature-every steps the Hessian's largest eigenvalue on a fixed probe batch. The
 answer-only loss is measured at the same weights as a length control.
 
-regimes: cot (all reasoning + answer supervised), direct (a seeded random half of each
-sample's reasoning steps removed), answer (the bare answer).
+regimes (what the response, and so the loss, contains; the prompt is never supervised):
+  cot     the full response: every reasoning step and the answer
+  direct  seed 000's "Direct": a seeded random half of each sample's reasoning steps
+          removed, the remaining steps and the answer supervised (the same steps are
+          dropped in every run). NOT the toy lab's `toy train --regime direct`, which
+          is answer-only; that one is `answer` here
+  answer  the bare answer only (the toy lab's `direct`)
 
 Run the command once per regime with the same --out to compare them; re-running a command
-resumes from its last checkpoint. Tables: dynamics, layer_grad_norms.
+resumes from its last checkpoint. A directory holds one set of settings: every setting
+that changes the numbers (model, data, lr, steps, batch, seed, probes, ...) must match
+the runs already in it (only --regime, --device, --checkpoint-every and --offload may
+differ). Tables: dynamics, layer_grad_norms.
 
 examples:
   thoughtgrad train --model runs/toy/checkpoints/addition-n3000-cot --data toy:addition \\
@@ -41,16 +61,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True,
                    help="toy:addition / toy:fold (held-out toy problems; gpt_mini only), or an "
                         "Alpaca-style JSON/JSONL file")
-    p.add_argument("--regime", required=True, choices=["cot", "direct", "answer"])
+    p.add_argument("--regime", required=True, choices=["cot", "direct", "answer"],
+                   help="cot = reasoning + answer; direct = a seeded half of the reasoning "
+                        "steps + answer (seed 000; differs from the toy lab's answer-only "
+                        "direct); answer = answer only")
     p.add_argument("--steps", type=positive_int, required=True, help="optimizer steps")
     p.add_argument("--out", required=True, help="run directory (created or resumed)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="default: 4 for HF models (seed 000), 64 for gpt_mini (toy lab)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="default: 1e-5 constant for HF models, the toy lab's 1e-3 schedule "
                         "for gpt_mini")
     p.add_argument("--seed", type=int, default=None, help="default: 42 (HF), 0 (gpt_mini)")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="global norm clip (0 = off)")
+    p.add_argument("--grad-clip", type=nonneg_float, default=1.0,
+                   help="global norm clip (0 = off)")
     p.add_argument("--checkpoint-every", type=positive_int, default=100)
     p.add_argument("--on-nonfinite", choices=["stop", "skip"], default="stop",
                    help="NaN/inf loss or gradient: stop (last good checkpoint kept) or skip "
@@ -59,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="steps between lambda_max estimates (also at the first and last step)")
     p.add_argument("--curvature-method", choices=["lanczos", "power", "both"],
                    default="lanczos")
-    p.add_argument("--curvature-tol", type=float, default=1e-3,
+    p.add_argument("--curvature-tol", type=positive_float, default=1e-3,
                    help="relative change of lambda_max that stops the iteration")
     p.add_argument("--curvature-max-iter", type=positive_int, default=30,
                    help="HVP cap per estimate")
@@ -67,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="samples in the fixed curvature probe batch")
     p.add_argument("--spike-tau", type=nonneg_float, default=None,
                    help="absolute gradient-norm threshold for a spike")
-    p.add_argument("--spike-factor", type=float, default=3.0,
+    p.add_argument("--spike-factor", type=positive_float, default=3.0,
                    help="relative spike: norm above this times the rolling median")
     p.add_argument("--no-answer-control", action="store_true",
                    help="skip the answer-only loss diagnostics (saves a backward per step)")
@@ -110,6 +134,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from thoughtgrad.experiments.dynamics import (
         DynamicsConfig,
         ProbeConfig,
+        claims,
+        dynamics_identity,
         run_dynamics,
         summarize,
     )
@@ -127,8 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          train=train_cfg, probes=probes, device=args.device, dtype=args.dtype,
                          limit=args.limit, max_length=args.max_length,
                          chat_template=args.chat_template)
-    run = RunDir.create(args.out, command=f"train --regime {args.regime}", config=None,
-                        seed=train_cfg.seed)
+    run = RunDir.create(args.out, command="train", config=None, seed=train_cfg.seed,
+                        identity=dynamics_identity(cfg))
     t0 = time.perf_counter()
     try:
         result, rows = run_dynamics(cfg, run,
@@ -142,8 +168,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"training stopped: {result.stopped_reason}; the rows so far and the "
                         f"last good checkpoint are kept in {run.path}")
     run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
-    print_table(summarize(run.read("dynamics")), title="training dynamics per regime",
-                floatfmt=".4g")
+    summary = summarize(run.read("dynamics"))
+    wide = summary.set_index("regime").T.rename_axis("metric").reset_index()
+    wide.columns.name = None
+    print_table(wide, title="training dynamics per regime (*_answer: the answer-only "
+                            "control at the same weights)", floatfmt=".4g")
+    ratios = claims(summary)
+    if not ratios.empty:
+        print_table(ratios, title="\nseed 000's claims, cot vs direct (ratio = cot / direct)",
+                    floatfmt=".4g")
     info = run.manifest().get(f"dynamics_{args.regime}", {})
     failed = f", {info['failed']} could not be encoded (see dynamics_failed)" \
         if info.get("failed") else ""

@@ -11,18 +11,25 @@
 What it reads, and when:
 
 * gradients in ``on_pre_optimizer_step``: the Trainer has already **clipped** them there
-  (``max_grad_norm``), so the per-layer norms and spike flags computed from them are
-  post-clip. The cosine between consecutive gradients is unaffected (global clipping
-  scales the whole gradient). The post-clip total is ``grad_norm_post_clip``;
+  (``max_grad_norm``), so the per-layer norms computed from them are post-clip. The
+  cosine between consecutive gradients is unaffected (global clipping scales the whole
+  gradient). The post-clip total is ``grad_norm_post_clip``;
 * the **pre-clip** total norm the Trainer logs (``grad_norm`` in ``on_log``) replaces
-  ``grad_norm`` in the step's row, with ``loss`` likewise taken from the logs; set
-  ``logging_steps=1`` to have both for every step (otherwise they are NaN between logs);
+  ``grad_norm`` in the step's row, with ``loss`` likewise taken from the logs, and the
+  spike flags (``spike_abs``, ``spike_rel``, ``spike``) are recomputed from it, against a
+  rolling window of the pre-clip norms logged before. ``spike_source`` says which norm a
+  row's flags come from: ``pre_clip``, or ``post_clip`` on steps without a log (flags
+  from the clipped norm, which can hide a spike). Set ``logging_steps=1`` to have the
+  pre-clip norm, the loss and pre-clip flags for every step (otherwise the norm and
+  loss are NaN between logs);
 * the distance from the initial weights after the step (``on_step_end``); the initial
   weights are saved once in the run directory (``dynamics_init.safetensors``) so a run
   resumed with ``trainer.train(resume_from_checkpoint=True)`` measures from the same origin;
 * lambda_max every ``curvature_every`` steps on ``probe_batch`` (a dict or
   :class:`~thoughtgrad.train.sft.Batch` with ``input_ids``, ``labels`` aligned to them,
-  optional ``attention_mask``), when one is given.
+  optional ``attention_mask``), when one is given. A model loaded with flash attention
+  (which has no double backward) is switched to eager attention for the probe and back
+  (:func:`~thoughtgrad.dynamics.monitor.hvp_attention`).
 
 Rows are written to the run directory's ``dynamics`` and ``layer_grad_norms`` tables when
 the Trainer saves a checkpoint and at the end, so a resumed run continues the same tables
@@ -45,6 +52,7 @@ from thoughtgrad.dynamics.monitor import (
     DynamicsMonitor,
     GradNormProbe,
     Probe,
+    SpikeDetector,
 )
 from thoughtgrad.report.store import RunDir
 from thoughtgrad.train.sft import Batch, TrainState, total_grad_norm
@@ -65,13 +73,19 @@ class DynamicsCallback(TrainerCallback):
     """Run the dynamics probes in a ``transformers.Trainer`` loop (see the module docstring).
 
     ``probes`` replaces the default set (gradient norm and spikes, cosine, distance from
-    init, and curvature when ``probe_batch`` is given).
+    init, and curvature when ``probe_batch`` is given); the pre-clip spike flags use the
+    settings of its :class:`GradNormProbe`, when it has one.
     """
 
     def __init__(self, run_dir: str | Path, *, regime: str = "cot",
                  probe_batch: Batch | dict[str, Any] | None = None, curvature_every: int = 100,
                  curvature_method: str = "lanczos", spike_tau: float | None = None,
                  probes: list[Probe] | None = None) -> None:
+        SpikeDetector(tau=spike_tau)  # bad settings fail here, before the Trainer runs
+        if curvature_method not in ("lanczos", "power", "both") or curvature_every < 1:
+            raise ValueError(f"curvature_method must be lanczos, power or both and "
+                             f"curvature_every >= 1, got {curvature_method!r}, "
+                             f"{curvature_every}")
         self.run = RunDir.create(run_dir, command="trainer-callback", regime=regime)
         self.regime = regime
         self._custom = probes
@@ -80,6 +94,7 @@ class DynamicsCallback(TrainerCallback):
         self._tau = spike_tau
         self.monitor: DynamicsMonitor | None = None
         self._state: TrainState | None = None
+        self._pre_clip: SpikeDetector | None = None
 
     # -- helpers --------------------------------------------------------------------------
     def _initial(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -96,8 +111,9 @@ class DynamicsCallback(TrainerCallback):
     def _probes(self, model: torch.nn.Module, max_steps: int) -> list[Probe]:
         if self._custom is not None:
             return self._custom
-        probes: list[Probe] = [GradNormProbe(tau=self._tau), CosineProbe(),
-                               DistanceProbe(initial=self._initial(model))]
+        probes: list[Probe] = [GradNormProbe(tau=self._tau, norm_source="post_clip",
+                                             history_column="grad_norm_post_clip"),
+                               CosineProbe(), DistanceProbe(initial=self._initial(model))]
         if self._probe_batch is not None:
             every, method = self._curv
             probes.append(CurvatureProbe(self._probe_batch, every=every, method=method,
@@ -108,10 +124,22 @@ class DynamicsCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                        **kwargs: Any) -> None:
         params = [p for p in model.parameters() if p.requires_grad]
-        self.monitor = DynamicsMonitor(self._probes(model, state.max_steps), regime=self.regime,
-                                       run=self.run, flush_every=NEVER)
+        probes = self._probes(model, state.max_steps)
+        self.monitor = DynamicsMonitor(probes, regime=self.regime, run=self.run,
+                                       flush_every=NEVER)
         self._state = TrainState(step=state.global_step, model=model, params=params)
         self.monitor.on_train_start(self._state)
+        grad = next((p for p in probes if isinstance(p, GradNormProbe)), None)
+        self._pre_clip = None
+        if grad is not None:
+            d = grad.detector
+            self._pre_clip = SpikeDetector(tau=d.tau, factor=d.factor,
+                                           window=d.history.maxlen or 50,
+                                           min_history=d.min_history)
+            prev = self.monitor.previous
+            if "grad_norm" in prev and "spike_source" in prev:
+                self._pre_clip.seed(prev.loc[prev["spike_source"] == "pre_clip",
+                                             "grad_norm"].tolist())
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None,
                               **kwargs: Any) -> None:
@@ -136,8 +164,12 @@ class DynamicsCallback(TrainerCallback):
         row = self.monitor.rows[-1]
         if row["step"] != state.global_step - 1:
             return
-        if "grad_norm" in logs and logs["grad_norm"] is not None:
+        if logs.get("grad_norm") is not None:
             row["grad_norm"] = float(logs["grad_norm"])
+            if self._pre_clip is not None:
+                spike_abs, spike_rel = self._pre_clip.update(row["grad_norm"])
+                row.update(spike_abs=spike_abs, spike_rel=spike_rel,
+                           spike=spike_abs or spike_rel, spike_source="pre_clip")
         if "loss" in logs:
             row["loss"] = float(logs["loss"])
         if "learning_rate" in logs:

@@ -12,7 +12,10 @@ Code"), ``1 - C(n-c, k) / C(n, k)``, computed in the numerically stable product 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from numbers import Integral
 from typing import TypeVar
+
+import numpy as np
 
 from thoughtgrad.errors import UserError
 
@@ -37,16 +40,22 @@ def majority_vote(answers: Sequence[A | None]) -> A | None:
     return min(counts, key=lambda a: (-counts[a], first[a]))
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
+def pass_at_k(n: Integral, c: Integral, k: Integral) -> float:
     """Unbiased pass@k from ``n`` samples of which ``c`` are correct (Chen et al. 2021).
 
     Equals ``1 - C(n-c, k) / C(n, k)``: the chance that a uniformly random k-subset of
     the n samples holds at least one correct one. Exactly 1.0 when ``n - c < k`` and 0.0
-    when ``c == 0``. Raises :class:`UserError` unless ``0 <= c <= n`` and ``1 <= k <= n``.
+    when ``c == 0``. Any integer type is accepted (``int``, ``numpy.int64``, ...: every
+    ``numbers.Integral``); ``bool`` and floats (even ``3.0``) are refused. Raises
+    :class:`UserError` (one line) unless ``0 <= c <= n`` and ``1 <= k <= n``.
     """
+    values = []
     for name, v in (("n", n), ("c", c), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise UserError(f"pass_at_k: {name} must be an integer, got {v!r}")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, Integral):
+            raise UserError(f"pass_at_k: {name} must be an integer, got {v!r} "
+                            f"({type(v).__name__})")
+        values.append(int(v))
+    n, c, k = values
     if n < 1:
         raise UserError(f"pass_at_k: n (samples drawn) must be >= 1, got {n}")
     if not 0 <= c <= n:

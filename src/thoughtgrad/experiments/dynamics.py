@@ -13,6 +13,11 @@ same for all:
 ``answer``  the bare answer as the response
 ==========  ==================================================================================
 
+Two studies use the word "direct": here it is seed 000's half-the-steps response; in the
+toy lab (seed 003, ``thoughtgrad toy train --regime direct``) it is the bare answer, which
+is ``answer`` here. A fine-tuned toy model is exported with the toy lab's words
+(:func:`toy_export_meta`).
+
 Data: ``toy:<task>`` (held-out problems of the toy lab: the evaluation split of the base
 checkpoint's own split, so the base model never trained on them) for gpt_mini, or an
 Alpaca-style JSON/JSONL file (``tasks.records``) encoded with ``tasks.encode``. Every sample
@@ -47,6 +52,8 @@ from thoughtgrad.dynamics.monitor import (
     DynamicsMonitor,
     GradNormProbe,
 )
+from thoughtgrad.dynamics.summary import claims as claims  # re-exported
+from thoughtgrad.dynamics.summary import summarize as summarize  # re-exported
 from thoughtgrad.dynamics.surprisal import DEFAULT_TAU, sample_table, token_table
 from thoughtgrad.errors import UserError
 from thoughtgrad.report.store import RunDir
@@ -87,8 +94,19 @@ class ProbeConfig:
                             f"{self.curvature_method!r}")
         for name in ("curvature_every", "curvature_max_iter", "probe_batch_size",
                      "answer_every", "spike_window"):
-            if getattr(self, name) < 1:
-                raise UserError(f"probe config: {name} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"probe config: {name} must be an integer >= 1, got {value!r}")
+        for name, allow_zero in (("curvature_tol", False), ("spike_factor", False),
+                                 ("spike_tau", True)):
+            value = getattr(self, name)
+            if value is None and name == "spike_tau":
+                continue
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+            if not ok:
+                raise UserError(f"probe config: {name} must be a finite number "
+                                f"{'>=' if allow_zero else '>'} 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -242,7 +260,9 @@ def build_probes(cfg: ProbeConfig, *, examples: Sequence[Example], pad_id: int,
     if cfg.answer_control:
         probes.append(AnswerControlProbe(
             make_batches(examples, batch_size=train_cfg.batch_size, seed=train_cfg.seed,
-                         pad_id=pad_id, answer=True), every=cfg.answer_every))
+                         pad_id=pad_id, answer=True), every=cfg.answer_every,
+            tau=cfg.spike_tau, factor=cfg.spike_factor, window=cfg.spike_window,
+            offload=cfg.offload))
     return probes
 
 
@@ -373,31 +393,17 @@ def measure_surprisal(model: nn.Module, examples: Sequence[Example], *, pad_id: 
     return tokens, sample_table(tokens, tau=tau)
 
 
-# -- summary ------------------------------------------------------------------------------
-def summarize(dynamics: pd.DataFrame) -> pd.DataFrame:
-    """Per regime: the seed's three claims and their answer-only controls.
-
-    Mean pre-clip gradient norm and spike count; mean consecutive cosine; mean lambda_max
-    over the probed steps and its last value; the same for the answer-only loss; the
-    final distance from the initial weights. NaNs (unprobed steps) are ignored.
-    """
-    out = []
-    for regime, g in dynamics.groupby("regime", sort=False):
-        g = g.sort_values("step")
-        lam = g["lambda_max"].dropna()
-        lam_a = g["lambda_max_answer"].dropna() if "lambda_max_answer" in g else pd.Series()
-        out.append({
-            "regime": regime, "steps": len(g), "final_loss": float(g["loss"].iloc[-1]),
-            "grad_norm_mean": float(g["grad_norm"].mean()),
-            "spikes": int(g["spike"].fillna(False).astype(bool).sum()),
-            "cos_prev_mean": float(g["cos_prev"].mean()),
-            "lambda_max_mean": float(lam.mean()) if len(lam) else math.nan,
-            "lambda_max_last": float(lam.iloc[-1]) if len(lam) else math.nan,
-            "grad_norm_answer_mean": float(g["grad_norm_answer"].mean())
-            if "grad_norm_answer" in g else math.nan,
-            "lambda_max_answer_mean": float(lam_a.mean()) if len(lam_a) else math.nan,
-            "dist_init_final": float(g["dist_init"].dropna().iloc[-1])
-            if g["dist_init"].notna().any() else math.nan,
-            "nonfinite_steps": int((g["status"] == "nonfinite").sum()),
-        })
-    return pd.DataFrame(out)
+# -- identity -----------------------------------------------------------------------------
+def dynamics_identity(cfg: DynamicsConfig) -> dict[str, Any]:
+    """The settings every regime of one run directory must share (stored as the run's
+    identity, :meth:`~thoughtgrad.report.store.RunDir.create`): model, data, dtype, the
+    resolved training loop and the probes -- all but the regime (several share one
+    directory), the device, and what does not change a number (checkpoint interval,
+    offloading)."""
+    d = dataclasses.asdict(cfg)
+    for name in ("regime", "device"):
+        d.pop(name)
+    if d["train"] is not None:
+        d["train"].pop("checkpoint_every", None)
+    d["probes"].pop("offload", None)
+    return d

@@ -11,7 +11,11 @@ are learned, and initialisation is seeded. Parameter names follow one pattern th
 With ``n_loops > 1`` (the recurrent-depth variant) the block stack is applied
 ``n_loops`` times with shared weights; each pass re-injects the embedded input
 (``h <- blocks(h + e)`` for passes after the first), so ``n_loops = 1`` is exactly the
-ordinary stack.
+ordinary stack. ``loops_grad = m`` is seed 004's truncated backprop (Bansal et al. 2022,
+"End-to-end algorithm synthesis with recurrent networks"): when gradients are enabled,
+the first ``r - m`` passes run under ``torch.no_grad`` and only the last ``m`` carry
+gradient (their ``+ e`` re-injections included), so training memory and backward cost
+grow with m instead of r; the forward values are unchanged.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class GPTMiniConfig:
     dropout: float = 0.0
     bias: bool = True
     n_loops: int = 1
+    loops_grad: int | None = None
+    """Loop passes that carry gradient (the last m); None = all (full backprop)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -58,6 +64,11 @@ class GPTMiniConfig:
                             f"n_head={self.n_head}")
         if self.n_loops < 1:
             raise UserError(f"gpt_mini config: n_loops (r) must be >= 1, got {self.n_loops}")
+        if self.loops_grad is not None and (isinstance(self.loops_grad, bool)
+                                            or not isinstance(self.loops_grad, int)
+                                            or self.loops_grad < 1):
+            raise UserError(f"gpt_mini config: loops_grad must be >= 1 or None, got "
+                            f"{self.loops_grad!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"gpt_mini config: dropout must be in [0, 1), got {self.dropout}")
 
@@ -181,7 +192,9 @@ class GPTMini(nn.Module):
         """Logits for every position. ``n_loops`` overrides the trained loop count.
 
         ``attention_mask`` (1 = real token) is only needed for left-padded batches;
-        right padding needs none because attention is causal.
+        right padding needs none because attention is causal. With gradients enabled and
+        ``config.loops_grad = m < r``, the first ``r - m`` passes run without autograd
+        (truncated backprop; same values, gradient only through the last m passes).
         """
         B, T = idx.shape
         if self.config.block_size < T:
@@ -199,12 +212,14 @@ class GPTMini(nn.Module):
             causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
             mask = causal[None, None] & attention_mask.bool()[:, None, None, :]  # B 1 T T
             mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)[None, None]
+        m = r if self.config.loops_grad is None else min(self.config.loops_grad, r)
         h = e
         for loop in range(r):
-            if loop > 0:
-                h = h + e
-            for block in self.blocks:
-                h = block(h, mask)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and loop >= r - m):
+                if loop > 0:
+                    h = h + e
+                for block in self.blocks:
+                    h = block(h, mask)
         return self.lm_head(self.ln_f(h))
 
     @torch.no_grad()
