@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: MIT
 """Toy training throughput: the shared SFT loop vs a bare forward+backward+step.
 
-Both run the same gpt_mini (seed-003 defaults: d=128, h=4, L=4) on the same batches of
-the CoT regime (the longest texts); the loop adds batch assembly, the learning-rate
-schedule, the pre-clip gradient norm, clipping and callbacks. Prints tokens per second
-(non-pad tokens) for each and their ratio. Run: ``python benchmarks/toy_train.py``.
+All three run the same gpt_mini (seed-003 defaults: d=128, h=4, L=4) on the same batches
+of the CoT regime (the longest texts), in one process, alternating:
+  bare padded   the textbook step: logits for the whole right-padded batch, CE, AdamW
+  bare packed   the same step with gpt_mini's ``lengths=`` path (no work on padding)
+  thoughtgrad   ``train()``: batch assembly, learning-rate schedule, pre-clip gradient
+                norm, clipping, callbacks, on the packed path
+Prints tokens per second (non-pad tokens) for each and their ratios.
+Run: ``python benchmarks/toy_train.py [--threads 2]``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--regime", default="cot", choices=["cot", "answer"])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads [torch's]")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = ToyConfig()
     split = split_for(cfg)
     batches = make_batches(get_task(cfg.task), split.train, args.regime,
@@ -34,12 +41,13 @@ def main() -> None:
     pre = [batches(s) for s in range(args.steps)]
     tokens = sum(int(b.attention_mask.sum()) for b in pre)
 
-    def bare() -> float:
+    def bare(packed: bool) -> float:
         model = GPTMini(cfg.model)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         t0 = time.perf_counter()
         for b in pre:
-            logits = model(b.input_ids)
+            lengths = b.attention_mask.sum(1) if packed else None
+            logits = model(b.input_ids, lengths=lengths)
             V = logits.shape[-1]
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), b.labels[:, 1:].reshape(-1),
                                    ignore_index=-100)
@@ -55,15 +63,22 @@ def main() -> None:
         train(tc, model, batches)
         return time.perf_counter() - t0
 
-    bare(), loop()  # warm-up
-    tb = min(bare() for _ in range(args.repeats))
-    tl = min(loop() for _ in range(args.repeats))
+    bare(False), bare(True), loop()  # warm-up
+    times: dict[str, list[float]] = {"bare padded": [], "bare packed": [], "thoughtgrad": []}
+    for _ in range(args.repeats):  # alternate, so drifting machine load hits all alike
+        times["bare padded"].append(bare(False))
+        times["bare packed"].append(bare(True))
+        times["thoughtgrad"].append(loop())
+    best = {k: min(v) for k, v in times.items()}
     print(f"gpt_mini {GPTMini(cfg.model).num_params():,} params, {args.regime} regime, "
           f"{args.steps} steps x batch {cfg.train.batch_size}, torch threads "
-          f"{torch.get_num_threads()}")
-    for name, t in (("bare fwd+bwd+step", tb), ("thoughtgrad train", tl)):
-        print(f"{name} : {tokens / t:10,.0f} tokens/s  ({t / args.steps * 1e3:.1f} ms/step)")
-    print(f"ratio loop/bare throughput: {tb / tl:.3f}")
+          f"{torch.get_num_threads()}, best of {args.repeats}")
+    for name, t in best.items():
+        print(f"{name:12s}: {tokens / t:10,.0f} tokens/s  ({t / args.steps * 1e3:.1f} ms/step)")
+    pad, pack, loop_t = best["bare padded"], best["bare packed"], best["thoughtgrad"]
+    print(f"throughput ratio  bare packed / bare padded : {pad / pack:.2f}")
+    print(f"throughput ratio  thoughtgrad / bare packed : {pack / loop_t:.3f}")
+    print(f"throughput ratio  thoughtgrad / bare padded : {pad / loop_t:.2f}")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,26 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, D)  # B T D
         return self.o(y)
 
+    def forward_packed(self, x: Float[Tensor, "N D"], rows: Int[Tensor, " N"], batch: int,
+                       width: int) -> Float[Tensor, "N D"]:
+        """Attention for the N real tokens of a right-padded ``batch`` x ``width`` batch,
+        packed in ``x``: the projections run on the real tokens only; scores are taken on
+        the padded layout (``rows`` are the flat indices b*T+t of the real tokens), where
+        causality keeps every real token blind to the padding after it."""
+        B, T = batch, width
+        N, D = x.shape
+        H = self.n_head
+
+        def heads(t: Tensor) -> Tensor:
+            full = t.new_zeros(B * T, D).index_copy(0, rows, t)  # B*T D
+            return full.view(B, T, H, D // H).transpose(1, 2)  # B H T Dh
+
+        q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # B H T Dh
+        y = y.transpose(1, 2).reshape(B * T, D).index_select(0, rows)  # N D
+        return self.o(y)
+
     def forward_cached(self, x: Float[Tensor, "B t D"], past: KV | None
                        ) -> tuple[Float[Tensor, "B t D"], KV]:
         """Incremental attention for decoding: prefill (``past`` None, causal) or one new
@@ -148,6 +168,12 @@ class Block(nn.Module):
         x = x + self.drop(self.attn(self.ln1(x), attn_mask))
         return x + self.drop(self.mlp(self.ln2(x)))
 
+    def forward_packed(self, x: Float[Tensor, "N D"], rows: Int[Tensor, " N"], batch: int,
+                       width: int) -> Float[Tensor, "N D"]:
+        """:meth:`forward` on the packed real tokens of a right-padded batch."""
+        x = x + self.drop(self.attn.forward_packed(self.ln1(x), rows, batch, width))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
     def forward_cached(self, x: Float[Tensor, "B t D"], past: KV | None
                        ) -> tuple[Float[Tensor, "B t D"], KV]:
         a, kv = self.attn.forward_cached(self.ln1(x), past)
@@ -188,13 +214,18 @@ class GPTMini(nn.Module):
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
 
     def forward(self, idx: Int[Tensor, "B T"], *, n_loops: int | None = None,
-                attention_mask: Int[Tensor, "B T"] | None = None) -> Float[Tensor, "B T V"]:
+                attention_mask: Int[Tensor, "B T"] | None = None,
+                lengths: Int[Tensor, " B"] | None = None) -> Float[Tensor, "B T V"]:
         """Logits for every position. ``n_loops`` overrides the trained loop count.
 
         ``attention_mask`` (1 = real token) is only needed for left-padded batches;
-        right padding needs none because attention is causal. With gradients enabled and
-        ``config.loops_grad = m < r``, the first ``r - m`` passes run without autograd
-        (truncated backprop; same values, gradient only through the last m passes).
+        right padding needs none because attention is causal. ``lengths`` (real tokens
+        per row of a right-padded batch) is a faster path with the same values at every
+        real position: embeddings, norms, projections and MLPs run on the real tokens
+        only (attention on the padded layout), and the logits of padding positions are 0.
+        With gradients enabled and ``config.loops_grad = m < r``, the first ``r - m``
+        passes run without autograd (truncated backprop; same values, gradient only
+        through the last m passes).
         """
         B, T = idx.shape
         if self.config.block_size < T:
@@ -203,15 +234,29 @@ class GPTMini(nn.Module):
         r = self.config.n_loops if n_loops is None else n_loops
         if r < 1:
             raise UserError(f"n_loops (r) must be >= 1, got {r}")
-        pos = torch.arange(T, device=idx.device)
-        if attention_mask is not None:
-            pos = (attention_mask.cumsum(1) - 1).clamp(min=0)  # B T
-        e = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # B T D
-        mask = None
-        if attention_mask is not None:
-            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
-            mask = causal[None, None] & attention_mask.bool()[:, None, None, :]  # B 1 T T
-            mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)[None, None]
+        if lengths is not None and attention_mask is not None:
+            raise ValueError("give attention_mask (left padding) or lengths (right), not both")
+        if lengths is not None:
+            positions = torch.arange(T, device=idx.device)
+            rows = (positions[None] < lengths[:, None]).flatten().nonzero().squeeze(1)  # N
+            e = self.drop(self.tok_emb(idx.flatten().index_select(0, rows))
+                          + self.pos_emb(rows % T))  # N D
+
+            def run(block: Block, h: Tensor) -> Tensor:
+                return block.forward_packed(h, rows, B, T)
+        else:
+            pos = torch.arange(T, device=idx.device)
+            if attention_mask is not None:
+                pos = (attention_mask.cumsum(1) - 1).clamp(min=0)  # B T
+            e = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # B T D
+            mask = None
+            if attention_mask is not None:
+                causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+                mask = causal[None, None] & attention_mask.bool()[:, None, None, :]  # B 1 T T
+                mask = mask | torch.eye(T, dtype=torch.bool, device=idx.device)[None, None]
+
+            def run(block: Block, h: Tensor) -> Tensor:
+                return block(h, mask)
         m = r if self.config.loops_grad is None else min(self.config.loops_grad, r)
         h = e
         for loop in range(r):
@@ -219,8 +264,12 @@ class GPTMini(nn.Module):
                 if loop > 0:
                     h = h + e
                 for block in self.blocks:
-                    h = block(h, mask)
-        return self.lm_head(self.ln_f(h))
+                    h = run(block, h)
+        logits = self.lm_head(self.ln_f(h))  # B T V, or N V when packed
+        if lengths is None:
+            return logits
+        V = logits.shape[-1]
+        return logits.new_zeros(B * T, V).index_copy(0, rows, logits).view(B, T, V)
 
     @torch.no_grad()
     def forward_cached(self, idx: Int[Tensor, "B t"], cache: list[KV] | None, start: int, *,

@@ -85,12 +85,30 @@ class Batch:
         return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
 
 
+def right_padded_lengths(mask: Int[Tensor, "B T"] | None) -> Int[Tensor, " B"] | None:
+    """Real tokens per row when ``mask`` is right padding (ones, then zeros), else None."""
+    if mask is None:
+        return None
+    lengths = mask.sum(1)  # B
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    right = torch.equal(mask.bool(), positions[None] < lengths[:, None])
+    return lengths if right else None
+
+
 def logits_of(model: nn.Module, batch: Batch) -> Float[Tensor, "B T V"]:
-    """Logits for every position, for gpt_mini or a Hugging Face causal LM."""
+    """Logits for every position, for gpt_mini or a Hugging Face causal LM.
+
+    gpt_mini runs a right-padded batch packed (its ``lengths`` path: the same logits at
+    real positions, none of the work on padding); padding positions then hold 0, which the
+    loss never reads (their labels are -100).
+    """
     from thoughtgrad.models.gpt_mini import GPTMini
 
     if isinstance(model, GPTMini):
-        return model(batch.input_ids)
+        lengths = right_padded_lengths(batch.attention_mask)
+        if lengths is None or int(lengths.min()) == batch.input_ids.shape[1]:
+            return model(batch.input_ids)  # no padding, or not right padding
+        return model(batch.input_ids, lengths=lengths)
     out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
     return out.logits
 
