@@ -232,13 +232,19 @@ class RunDir:
 
 
 def check_identity(path: Path, manifest: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
-    """Refuse (one line) to continue the run in ``path`` with settings other than its own."""
+    """Refuse (one line) to continue the run in ``path`` with settings other than its own.
+
+    A setting absent from the recorded identity counts as None, so a run made before a
+    new setting existed resumes while that setting stays unset.
+    """
     before = manifest.get("identity")
     now = _jsonable(identity)
     if before is None or before == now:
         return
     before, now = _flat(before), _flat(now)
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if not changed:  # only settings added since, at their unset (None) default
+        return
     detail = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
     more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
     raise UserError(f"{path}: holds a {manifest.get('command', 'thoughtgrad')!r} run made with "
