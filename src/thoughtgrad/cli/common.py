@@ -33,6 +33,28 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (tolerances, learning rates, factors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def nonneg_float(text: str) -> float:
     try:
         value = float(text)
@@ -75,21 +97,21 @@ def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
 
 
 def bar_factory():
-    """``make(name, total)`` -> a ``(done, total, loss)`` callback driving a training
-    progress bar on stderr; without a terminal (logs, CI, a pipe), a plain line every
-    tenth of the run instead, so a long run is never silent."""
+    """``make(label, total)`` -> a ``(done, total, loss)`` callback driving a progress bar
+    on stderr labelled ``label`` (say what is done: ``train addition-n3000-cot``); the
+    loss is shown when it is a number. Without a terminal (logs, CI, a pipe), a plain
+    line every tenth of the work instead, so a long run is never silent."""
     from tqdm.auto import tqdm
 
-    def make(name: str, total: int):
-        bar = tqdm(total=total, desc=f"train {name}", unit="step", dynamic_ncols=True,
-                   file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+    def make(label: str, total: int):
+        bar = tqdm(total=total, desc=label, dynamic_ncols=True, file=sys.stderr,
+                   disable=not sys.stderr.isatty(), leave=False)
         every = max(1, total // 10)
 
         def update(done: int, total_: int, loss: float) -> None:
-            shown = f"{loss:.4f}" if math.isfinite(loss) else str(loss)
             if bar.disable and (done % every == 0 or done == total_):
-                print(f"train {name}: step {done}/{total_} loss {shown}", file=sys.stderr,
-                      flush=True)
+                shown = f" loss {loss:.4f}" if math.isfinite(loss) else ""
+                print(f"{label}: {done}/{total_}{shown}", file=sys.stderr, flush=True)
             bar.n = done
             if math.isfinite(loss):
                 bar.set_postfix(loss=f"{loss:.3f}", refresh=False)

@@ -225,7 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = checkpoint_name(cfg, args.regime)
     directory = run.path / "checkpoints" / name
     _, result = train_regime(cfg, split_for(cfg), args.regime, directory,
-                             progress=bar_factory()(name, cfg.train.steps))
+                             progress=bar_factory()(f"train {name}", cfg.train.steps))
     if result.stopped_reason:
         run.set_status("failed", error=result.stopped_reason)
         raise UserError(f"training stopped: {result.stopped_reason}; last good checkpoint "

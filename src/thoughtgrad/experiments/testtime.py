@@ -188,7 +188,7 @@ def run_knobs(cfg: KnobsConfig, run: RunDir, *,
             toy = spec_config(cfg, task, spec)
             split = split or split_for(toy)
             name = f"{task}-{spec.label}"
-            bar = progress_factory(name, toy.train.steps) if progress_factory else None
+            bar = progress_factory(f"train {name}", toy.train.steps) if progress_factory else None
             t0 = time.perf_counter()
             model, result = train_regime(toy, split, spec.regime,
                                          Path(run.path) / "checkpoints" / name, progress=bar)

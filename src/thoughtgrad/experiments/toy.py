@@ -194,7 +194,8 @@ def run_toy(cfg: ToyConfig, run: RunDir, *, tasks: Sequence[str] | None = None,
                     continue
                 split = split or split_for(cell)
                 name = checkpoint_name(cell, regime)
-                bar = progress_factory(name, cell.train.steps) if progress_factory else None
+                bar = (progress_factory(f"train {name}", cell.train.steps) if progress_factory
+                       else None)
                 model, result = train_regime(cell, split, regime, run.path / "checkpoints" / name,
                                              progress=bar)
                 if result.stopped_reason:
