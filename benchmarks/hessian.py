@@ -36,9 +36,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from thoughtgrad.dynamics.attention import math_attention
     from thoughtgrad.dynamics.hessian import top_eigenvalues
-    from thoughtgrad.dynamics.monitor import math_attention
-    from thoughtgrad.experiments.dynamics import probe_batches, toy_examples
+    from thoughtgrad.experiments.dynamics_data import probe_batches, toy_examples
     from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
     from thoughtgrad.tasks.toy import TOKENIZER
     from thoughtgrad.train.sft import lm_loss

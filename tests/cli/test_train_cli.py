@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from thoughtgrad.cli import main
+from thoughtgrad.dynamics.attention import math_attention
 from thoughtgrad.dynamics.hessian import top_eigenvalues
-from thoughtgrad.dynamics.monitor import math_attention
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
 from thoughtgrad.tasks.toy import TOKENIZER
 
@@ -69,7 +69,7 @@ def test_hessian_json_matches_api(toy_base, capsys) -> None:
     assert len(obj["eigenvalues"]) == 2 and obj["hvps"] > 3
     # independent: the same loss built here, solved by power iteration on H + 50 I
     from thoughtgrad.dynamics.hessian import hvp_operator, power_iteration
-    from thoughtgrad.experiments.dynamics import probe_batches, toy_examples
+    from thoughtgrad.experiments.dynamics_data import probe_batches, toy_examples
     from thoughtgrad.train.sft import lm_loss
 
     model = GPTMini.load(toy_base)
@@ -100,7 +100,7 @@ def test_surprisal_cli_tables(toy_base, tmp_path, capsys) -> None:
     model = GPTMini.load(toy_base)
     sid = int(tok.sample_id.iloc[0])
     rows = tok[tok.sample_id == sid]
-    from thoughtgrad.experiments.dynamics import toy_examples
+    from thoughtgrad.experiments.dynamics_data import toy_examples
 
     ex = [e for e in toy_examples(str(toy_base), "addition", "direct", seed=0, limit=6)
           if e.sample_id == sid][0]

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """The dynamics TrainerCallback in a real 5-step Trainer run, then resumed; pre-clip spike
-flags recomputed from the logged norm; flash-style attention switched to eager for HVPs."""
+flags recomputed from the logged norm; a flash-style model probed through eager attention."""
 
 from __future__ import annotations
 
@@ -12,52 +12,12 @@ import torch
 
 pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
 
-from transformers import AttentionInterface, Trainer, TrainingArguments  # noqa: E402
-from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: E402
+from attention_fixtures import NO_DOUBLE, Rows, V  # noqa: E402
+from transformers import Trainer, TrainingArguments  # noqa: E402
 
 from thoughtgrad.dynamics.callback import DynamicsCallback  # noqa: E402
-from thoughtgrad.dynamics.hessian import top_eigenvalues  # noqa: E402
-from thoughtgrad.dynamics.monitor import hvp_attention  # noqa: E402
 from thoughtgrad.models.tiny import tiny_model  # noqa: E402
 from thoughtgrad.report.store import RunDir  # noqa: E402
-
-V, T = 64, 12
-NO_DOUBLE = "thoughtgrad_test_no_double_backward"
-"""An attention implementation that, like flash attention, has no double backward."""
-
-
-class _Once(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g):
-        return g
-
-
-def _no_double_attention(module, query, key, value, attention_mask, **kwargs):
-    out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    return _Once.apply(out), weights
-
-
-AttentionInterface.register(NO_DOUBLE, _no_double_attention)
-
-
-class Rows(torch.utils.data.Dataset):
-    def __init__(self, n: int = 16) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.ids = torch.randint(3, V, (n, T), generator=g)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        labels = self.ids[i].clone()
-        labels[:4] = -100
-        return {"input_ids": self.ids[i], "labels": labels,
-                "attention_mask": torch.ones(T, dtype=torch.long)}
 
 
 def make_trainer(out, run_dir, steps: int, *, logging_steps: int = 1,
@@ -125,31 +85,6 @@ def test_spike_flags_come_from_the_pre_clip_norm(tmp_path) -> None:
     assert df.spike_source.tolist() == ["post_clip", "pre_clip", "post_clip", "pre_clip"]
     assert df.spike_abs.tolist() == [False, True, False, True]
     assert df.grad_norm.isna().tolist() == [True, False, True, False]
-
-
-def test_flash_style_attention_is_switched_to_eager_for_the_hvp() -> None:
-    model = tiny_model("llama", vocab_size=V, seed=0)
-    model.set_attn_implementation(NO_DOUBLE)
-    ids = Rows(4).ids
-    params = [p for p in model.parameters() if p.requires_grad]
-
-    def loss() -> torch.Tensor:
-        return model(input_ids=ids, labels=ids).loss
-
-    with pytest.raises(RuntimeError):  # the oracle that the switch is needed at all
-        top_eigenvalues(loss, params, max_iter=3)
-    with hvp_attention(model):
-        assert model.config._attn_implementation == "eager"
-        got = top_eigenvalues(loss, params, max_iter=3).eigenvalues[0]
-    assert model.config._attn_implementation == NO_DOUBLE
-    with pytest.raises(ZeroDivisionError), hvp_attention(model):
-        raise ZeroDivisionError
-    assert model.config._attn_implementation == NO_DOUBLE  # restored after an error too
-    eager = tiny_model("llama", vocab_size=V, seed=0)
-    want = top_eigenvalues(lambda: eager(input_ids=ids, labels=ids).loss,
-                           [p for p in eager.parameters() if p.requires_grad],
-                           max_iter=3).eigenvalues[0]
-    assert got == pytest.approx(want, rel=1e-5)
 
 
 def test_callback_probes_a_flash_style_model(tmp_path) -> None:

@@ -16,12 +16,11 @@ from thoughtgrad.experiments.dynamics import (
     TOY_SPLIT_KEYS,
     TOY_TRAIN,
     DynamicsConfig,
-    Example,
     ProbeConfig,
     measure_surprisal,
     run_dynamics,
-    toy_examples,
 )
+from thoughtgrad.experiments.dynamics_data import Example, toy_examples
 from thoughtgrad.experiments.toy import config_from_checkpoint
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig, read_checkpoint_meta
 from thoughtgrad.report.store import RunDir

@@ -1,68 +1,26 @@
 # SPDX-License-Identifier: MIT
 """run_spectra on a tiny random-init llama: rows and labels, agreement with a direct
-per-sample computation, the per-sample table, resume after an interruption, retries,
-failures retried on resume, an all-failed run, truncation and the confound controls."""
+per-sample computation, resume after an interruption, retries, failures retried on resume,
+an all-failed run, truncation and the confound controls."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from spectra_fixtures import COT, QUESTIONS
 
 from thoughtgrad.errors import UserError
-from thoughtgrad.experiments.spectra_run import (
-    COLUMNS,
-    SAMPLE_COLUMNS,
-    SpectraConfig,
-    run_spectra,
-)
+from thoughtgrad.experiments.spectra_config import SpectraConfig
+from thoughtgrad.experiments.spectra_run import run_spectra
+from thoughtgrad.experiments.spectra_tables import COLUMNS
 from thoughtgrad.report.compare import open_failures
 from thoughtgrad.report.store import RunDir
 from thoughtgrad.tasks.encode import EncodeConfig, encode
 
 STATS = ["nuclear", "sigma_max", "ratio", "frobenius", "effective_rank", "loss"]
 N_MATRICES = 2 * 7  # tiny llama: 2 layers x q k v o gate up down
-
-QUESTIONS = [f"Tom has {i} apples and buys {i + 3} more. How many apples does he have?"
-             for i in range(6)]
-COT = [f"He starts with {i}. He buys {i + 3}. {i} + {i + 3} = {2 * i + 3}.\n"
-       f"The final answer is {2 * i + 3}" for i in range(6)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core box, tiny ops are ~50x slower with 2 threads
-    contending with other processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    from thoughtgrad.models.tiny import build_tokenizer, save_tiny
-
-    d = tmp_path_factory.mktemp("llama")
-    tok = build_tokenizer(QUESTIONS + COT, vocab_size=300)
-    return save_tiny(d, "llama", tok, seed=1)
-
-
-@pytest.fixture()
-def data(tmp_path) -> list[Path]:
-    d = tmp_path / "cot_500"
-    d.mkdir()
-    no_cot = d / "apples_no_cot.json"
-    cot = d / "apples_with_cot.json"
-    no_cot.write_text(json.dumps([{"instruction": q, "input": "", "output": str(2 * i + 3)}
-                                  for i, q in enumerate(QUESTIONS)]))
-    cot.write_text(json.dumps([{"instruction": q, "input": "", "output": c}
-                               for q, c in zip(QUESTIONS, COT, strict=True)]))
-    return [no_cot, cot]
 
 
 def _cfg(model_dir, data, **kw) -> SpectraConfig:
@@ -275,27 +233,3 @@ def test_controls_sum_reduction_answer_span_random_init(tmp_path, model_dir, dat
     assert (a["init"] == "random").all()
     assert set(a["init_seed"]) == {5} and set(c["init_seed"]) == {6}
     assert base["init_seed"].isna().all()
-
-
-def test_per_sample_table_matches_the_spectra_rows(tmp_path, model_dir, data):
-    long_q = "<b>Tom</b> " + QUESTIONS[0] + " " + "and more words " * 30
-    f = data[1].parent / "long_with_cot.json"
-    f.write_text(json.dumps([{"instruction": long_q, "input": "", "output": COT[0]},
-                             {"instruction": QUESTIONS[1], "input": "", "output": COT[1]}]))
-    run = RunDir.create(tmp_path / "run", command="spectra")
-    run_spectra(_cfg(model_dir, [*data, f], limit=2), run)
-    samples = run.read("spectra_samples")
-    spec = run.read("spectra")
-    assert list(samples.columns) == list(SAMPLE_COLUMNS)
-    assert len(samples) == 6 and not samples.duplicated(["source", "sample_id"]).any()
-    for row in samples.itertuples():
-        rows = spec[(spec.source == row.source) & (spec.sample_id == row.sample_id)]
-        top = rows.loc[rows["nuclear"].idxmax()]
-        assert row.mean_nuclear == pytest.approx(float(np.mean(rows["nuclear"])), rel=1e-12)
-        assert row.max_nuclear == pytest.approx(float(np.max(rows["nuclear"])), rel=1e-12)
-        assert (row.max_layer, row.max_role) == (top["layer"], top["role"])
-        assert row.n_tokens == rows["n_tokens"].iloc[0] and row.loss == rows["loss"].iloc[0]
-    first = samples[(samples.source == "long_with_cot") & (samples.sample_id == 0)].iloc[0]
-    assert first["prompt"].startswith("<b>Tom</b> Tom has 0 apples")
-    assert len(first["prompt"]) <= 200 and first["prompt"].endswith("…")
-    assert first["response"] == " ".join(COT[0].split())  # short: whole, whitespace folded

@@ -110,7 +110,7 @@ def test_packed_path_hessian_vector_product() -> None:
         dot = sum((gi * vi).sum() for gi, vi in zip(g, v, strict=True))
         return list(torch.autograd.grad(dot, params))
 
-    from thoughtgrad.dynamics.monitor import math_attention
+    from thoughtgrad.dynamics.attention import math_attention
 
     with math_attention():  # the flash SDPA kernel has no double backward
         padded, packed = hvp(lambda: model(ids)), hvp(lambda: model(ids, lengths=lengths))

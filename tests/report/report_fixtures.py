@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from thoughtgrad.report import figures, spectra_figures
 from thoughtgrad.report.store import RunDir
 
 ROLES = ("q", "k", "v", "o", "gate", "up", "down")
@@ -177,3 +178,36 @@ def two_runs(tmp_path: Path) -> list[Path]:
                      data="cot_500/gsm8k_no_cot.json"),
             make_run(tmp_path, "irrelevant", {"spectra": make_spectra("irrelevant")},
                      data="cot_500_wrong_answer_shuffle/gsm8k_no_cot.json")]
+
+
+@pytest.fixture
+def saved(monkeypatch):
+    """The matplotlib figures the renderers save, kept open for inspection."""
+    figs = []
+
+    def keep(fig, out_dir, name):
+        fig.canvas.draw()
+        figs.append(fig)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        png = out_dir / f"{name}.png"
+        fig.savefig(png, dpi=40)
+        return png
+
+    for module in (figures, spectra_figures):  # each draws through its own ``save``
+        monkeypatch.setattr(module, "save", keep)
+    yield figs
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def layout_ok(fig) -> None:
+    """Legend below every panel and the title above them: no overlap."""
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    bottom = min(ax.get_window_extent(renderer).y0 for ax in axes)
+    top = max(ax.get_tightbbox(renderer).y1 for ax in axes)
+    for legend in fig.legends:
+        assert legend.get_window_extent(renderer).y1 <= bottom + 1
+    if fig._suptitle is not None:
+        assert fig._suptitle.get_window_extent(renderer).y0 >= top - 1

@@ -7,19 +7,13 @@ import argparse
 import json
 import math
 
-from thoughtgrad.cli.common import HelpFormatter, positive_int, print_table
-from thoughtgrad.cli.train import positive_float
-
-
-def nonneg_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+from thoughtgrad.cli.common import (
+    HelpFormatter,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    print_table,
+)
 
 DESCRIPTION = """\
 Top-k eigenvalues (largest algebraic; Lanczos with full reorthogonalisation, or power
@@ -65,14 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_hessian(args: argparse.Namespace) -> int:
     from thoughtgrad.config import resolve_device
+    from thoughtgrad.dynamics.attention import hvp_attention
     from thoughtgrad.dynamics.hessian import hutchinson_trace, top_eigenvalues
-    from thoughtgrad.dynamics.monitor import (
-        default_loss,
-        eval_mode,
-        hvp_attention,
-        layer_index,
-    )
-    from thoughtgrad.experiments.dynamics import load_examples, probe_batches
+    from thoughtgrad.dynamics.probes import default_loss, eval_mode, layer_index
+    from thoughtgrad.experiments.dynamics_data import load_examples, probe_batches
     from thoughtgrad.models.hf import load_model
 
     device = resolve_device(args.device)

@@ -110,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    from thoughtgrad.experiments.spectra_run import SpectraConfig
+    from thoughtgrad.experiments.spectra_config import SpectraConfig
 
     return SpectraConfig(
         model=args.model, data=tuple(args.data), roles=args.roles,

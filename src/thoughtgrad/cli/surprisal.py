@@ -72,7 +72,8 @@ def cmd_surprisal(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from thoughtgrad.config import resolve_device
-    from thoughtgrad.experiments.dynamics import load_examples, measure_surprisal
+    from thoughtgrad.experiments.dynamics import measure_surprisal
+    from thoughtgrad.experiments.dynamics_data import load_examples
     from thoughtgrad.models.hf import load_model
     from thoughtgrad.report.store import RunDir
 

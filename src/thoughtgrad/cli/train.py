@@ -6,23 +6,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
-from thoughtgrad.cli.common import HelpFormatter, nonneg_float, positive_int, print_table
+from thoughtgrad.cli.common import (
+    HelpFormatter,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    print_table,
+)
 from thoughtgrad.errors import UserError
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (tolerances, learning rates, factors)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
 
 DESCRIPTION = """\
 Fine-tune a model under one supervision regime and record its training dynamics (seed 000):
@@ -131,13 +125,12 @@ def _train_config(args: argparse.Namespace, model_dir: str) -> object:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from thoughtgrad.cli.common import bar_factory
+    from thoughtgrad.dynamics.summary import claims, summarize
     from thoughtgrad.experiments.dynamics import (
         DynamicsConfig,
         ProbeConfig,
-        claims,
         dynamics_identity,
         run_dynamics,
-        summarize,
     )
     from thoughtgrad.report.store import RunDir
 

@@ -2,7 +2,7 @@
 """The dynamics probes inside a user's own Hugging Face ``Trainer`` (or TRL ``SFTTrainer``).
 
 :class:`DynamicsCallback` wraps the same probe objects as ``thoughtgrad train``
-(:mod:`thoughtgrad.dynamics.monitor`) in a ``transformers.TrainerCallback``::
+(:mod:`thoughtgrad.dynamics.probes`) in a ``transformers.TrainerCallback``::
 
     cb = DynamicsCallback("runs/my_sft", regime="cot", probe_batch=batch)
     trainer = SFTTrainer(..., callbacks=[cb])
@@ -29,7 +29,7 @@ What it reads, and when:
   :class:`~thoughtgrad.train.sft.Batch` with ``input_ids``, ``labels`` aligned to them,
   optional ``attention_mask``), when one is given. A model loaded with flash attention
   (which has no double backward) is switched to eager attention for the probe and back
-  (:func:`~thoughtgrad.dynamics.monitor.hvp_attention`).
+  (:func:`~thoughtgrad.dynamics.attention.hvp_attention`).
 
 Rows are written to the run directory's ``dynamics`` and ``layer_grad_norms`` tables when
 the Trainer saves a checkpoint and at the end, so a resumed run continues the same tables
@@ -45,11 +45,11 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from thoughtgrad.dynamics.monitor import (
+from thoughtgrad.dynamics.curvature import CurvatureProbe
+from thoughtgrad.dynamics.monitor import DynamicsMonitor
+from thoughtgrad.dynamics.probes import (
     CosineProbe,
-    CurvatureProbe,
     DistanceProbe,
-    DynamicsMonitor,
     GradNormProbe,
     Probe,
     SpikeDetector,

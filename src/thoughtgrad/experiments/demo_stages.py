@@ -153,7 +153,8 @@ class _Counter:
 
 def stage_spectra(ctx: StageContext) -> StageOutcome:
     """Spectra with the paper's mean loss, then the summed-loss length control."""
-    from thoughtgrad.experiments.spectra_run import SpectraConfig, check_resume, run_spectra
+    from thoughtgrad.experiments.spectra_config import SpectraConfig
+    from thoughtgrad.experiments.spectra_run import check_resume, run_spectra
 
     sc = ctx.cfg.spectra
     files, missing = spectra_files(sc)
@@ -172,7 +173,7 @@ def stage_spectra(ctx: StageContext) -> StageOutcome:
         path = ctx.out / name
         check_resume(cfg, RunDir(path))
         run = _run_dir(path, f"spectra --loss-reduction {reduction}", cfg, cfg.seed)
-        counter = _Counter(ctx, name)
+        counter = _Counter(ctx, f"measure {name}")
         t0 = time.perf_counter()
         summary = run_spectra(cfg, run, progress=counter.advance, on_total=counter.start)
         run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
@@ -238,7 +239,8 @@ def surprisal_run(run: RunDir, model_dir: Path, base: Path, cfg: DemoConfig,
     regime's responses to held-out problems it was not tuned on; written to ``surprisal``
     and ``surprisal_samples`` of ``run`` (replacing earlier versions)."""
     from thoughtgrad.config import resolve_device
-    from thoughtgrad.experiments.dynamics import measure_surprisal, toy_examples
+    from thoughtgrad.experiments.dynamics import measure_surprisal
+    from thoughtgrad.experiments.dynamics_data import toy_examples
     from thoughtgrad.models.gpt_mini import GPTMini
     from thoughtgrad.tasks.toy import TOKENIZER
 

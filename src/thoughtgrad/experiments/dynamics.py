@@ -18,10 +18,11 @@ toy lab (seed 003, ``thoughtgrad toy train --regime direct``) it is the bare ans
 is ``answer`` here. A fine-tuned toy model is exported with the toy lab's words
 (:func:`toy_export_meta`).
 
-Data: ``toy:<task>`` (held-out problems of the toy lab: the evaluation split of the base
-checkpoint's own split, so the base model never trained on them) for gpt_mini, or an
-Alpaca-style JSON/JSONL file (``tasks.records``) encoded with ``tasks.encode``. Every sample
-also carries answer-only labels (same token ids) for the length control.
+Data (:mod:`thoughtgrad.experiments.dynamics_data`): ``toy:<task>`` (held-out problems of
+the toy lab: the evaluation split of the base checkpoint's own split, so the base model
+never trained on them) for gpt_mini, or an Alpaca-style JSON/JSONL file (``tasks.records``)
+encoded with ``tasks.encode``. Every sample also carries answer-only labels (same token
+ids) for the length control.
 
 The run directory gets ``dynamics`` and ``layer_grad_norms`` rows labelled by regime,
 trainer checkpoints under ``checkpoints/<regime>`` (re-running the command resumes) and the
@@ -33,10 +34,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -44,26 +43,31 @@ import torch
 from torch import nn
 
 from thoughtgrad.config import resolve_device, seed_everything
-from thoughtgrad.dynamics.monitor import (
+from thoughtgrad.dynamics.curvature import CurvatureProbe
+from thoughtgrad.dynamics.monitor import DynamicsMonitor
+from thoughtgrad.dynamics.probes import (
     AnswerControlProbe,
     CosineProbe,
-    CurvatureProbe,
     DistanceProbe,
-    DynamicsMonitor,
     GradNormProbe,
 )
-from thoughtgrad.dynamics.summary import claims as claims  # re-exported
-from thoughtgrad.dynamics.summary import summarize as summarize  # re-exported
 from thoughtgrad.dynamics.surprisal import DEFAULT_TAU, sample_table, token_table
 from thoughtgrad.errors import UserError
+from thoughtgrad.experiments.dynamics_data import (
+    TOY_STYLE,
+    Example,
+    is_toy,
+    load_examples,
+    make_batches,
+    probe_batches,
+)
 from thoughtgrad.report.store import RunDir
-from thoughtgrad.tasks.encode import EncodeConfig, Encoded, EncodeError, collate, encode
+from thoughtgrad.tasks.encode import collate
 from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, logits_of, train
 
 log = logging.getLogger(__name__)
 
 REGIMES = ("cot", "direct", "answer")
-TOY_STYLE = {"cot": "cot", "direct": "half", "answer": "answer"}
 HF_TRAIN = TrainConfig(steps=1000, batch_size=4, lr=1e-5, warmup_steps=0, min_lr_ratio=1.0,
                        weight_decay=0.0, seed=42, checkpoint_every=100)
 """Seed 000's settings for Hugging Face models: batch 4, lr 1e-5 (constant), seed 42."""
@@ -131,117 +135,7 @@ class DynamicsConfig:
             raise UserError(f"unknown regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
 
 
-@dataclass(frozen=True)
-class Example:
-    """One sample's ids with the regime's labels and its answer-only labels."""
-
-    sample_id: int
-    full: Encoded
-    answer: Encoded
-
-
-# -- data ---------------------------------------------------------------------------------
-def toy_examples(model_dir: str | Path, task_name: str, regime: str, *, seed: int,
-                 limit: int | None = None) -> list[Example]:
-    """Held-out toy problems as examples: the evaluation split of the checkpoint's study
-    (problems the base model never trained on), train Ks only, in a seeded order."""
-    from thoughtgrad.experiments.toy import ToyConfig, config_from_checkpoint, split_for
-    from thoughtgrad.tasks.toy import encode_example, get_task, response
-
-    task = get_task(task_name)
-    try:
-        cfg, _ = config_from_checkpoint(model_dir)
-        cfg = dataclasses.replace(cfg, task=task_name)
-    except UserError:
-        cfg = ToyConfig(task=task_name, seed=seed)
-    split = split_for(cfg)
-    problems = [p for k in cfg.train_ks for p in split.eval.get(k, [])]
-    random.Random(seed).shuffle(problems)
-    problems = problems[:limit] if limit else problems
-    style = TOY_STYLE[regime]
-    out = []
-    for i, p in enumerate(problems):
-        resp = response(task, p, style, seed=seed)
-        ids, labels = encode_example(p.prompt(), resp)
-        n_ans = len(f"{task.answer(p)}#")
-        answer_labels = [-100] * (len(labels) - n_ans) + labels[-n_ans:]
-        n_prompt = len(p.prompt())
-        out.append(Example(i, Encoded(ids, labels, n_prompt, False),
-                           Encoded(ids, answer_labels, n_prompt, False)))
-    return out
-
-
-def regime_response(output: str, regime: str, *, seed: int, sample_id: int) -> str:
-    """The response a regime trains on (``direct`` as ``variants`` ``half_steps``)."""
-    from thoughtgrad.tasks.variants import half_steps_response, none_response
-
-    if regime == "cot":
-        return output
-    if regime == "direct":
-        return half_steps_response(output, random.Random(f"half_steps:{seed}:{sample_id}"))
-    return none_response(output)
-
-
-def file_examples(path: str | Path, tokenizer: Any, regime: str, *, seed: int,
-                  limit: int | None = None, max_length: int | None = 512,
-                  chat_template: bool = False) -> tuple[list[Example], list[dict[str, Any]]]:
-    """Examples from an Alpaca-style file, and the samples that could not be encoded."""
-    from thoughtgrad.tasks.records import infer_labels, load_records
-
-    records = load_records(path, infer_labels(path), limit=limit)
-    full_cfg = EncodeConfig(max_length=max_length, chat_template=chat_template)
-    ans_cfg = dataclasses.replace(full_cfg, loss_span="answer")
-    out, failed = [], []
-    for r in records:
-        try:
-            resp = regime_response(r.output, regime, seed=seed, sample_id=r.sample_id)
-            full = encode(tokenizer, r.prompt, resp, full_cfg)
-            ans = encode(tokenizer, r.prompt, resp, ans_cfg)
-        except (EncodeError, ValueError) as exc:
-            failed.append({"sample_id": r.sample_id, "source": r.labels.source,
-                           "reason": str(exc)})
-            continue
-        if ans.input_ids != full.input_ids:
-            failed.append({"sample_id": r.sample_id, "source": r.labels.source,
-                           "reason": "answer-only encoding changed the token ids"})
-            continue
-        out.append(Example(r.sample_id, full, ans))
-    if not out:
-        raise UserError(f"{path}: no sample could be encoded (first reason: "
-                        f"{failed[0]['reason'] if failed else 'none'})")
-    return out, failed
-
-
-def make_batches(examples: Sequence[Example], *, batch_size: int, seed: int, pad_id: int,
-                 answer: bool = False) -> Callable[[int], Batch]:
-    """Step -> batch drawn by a generator seeded by (seed, step): a resumed run and every
-    regime see the same sample indices at the same step."""
-
-    def batch(step: int) -> Batch:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        idx = torch.randint(len(examples), (batch_size,), generator=g).tolist()
-        ids, labels, mask = collate([examples[i].answer if answer else examples[i].full
-                                     for i in idx], pad_id)
-        return Batch(ids, labels, mask)
-
-    return batch
-
-
-def probe_batches(examples: Sequence[Example], n: int, pad_id: int) -> tuple[Batch, Batch]:
-    """The fixed probe batch (the first ``n`` examples) with full and answer-only labels."""
-    chosen = list(examples[:n])
-    ids, labels, mask = collate([e.full for e in chosen], pad_id)
-    _, a_labels, _ = collate([e.answer for e in chosen], pad_id)
-    return Batch(ids, labels, mask), Batch(ids, a_labels, mask)
-
-
 # -- the run ------------------------------------------------------------------------------
-def is_toy(model: nn.Module) -> bool:
-    from thoughtgrad.models.gpt_mini import GPTMini
-
-    return isinstance(model, GPTMini)
-
-
 def build_probes(cfg: ProbeConfig, *, examples: Sequence[Example], pad_id: int,
                  train_cfg: TrainConfig, seed: int, initial: dict[str, torch.Tensor]
                  ) -> list[Any]:
@@ -264,32 +158,6 @@ def build_probes(cfg: ProbeConfig, *, examples: Sequence[Example], pad_id: int,
             tau=cfg.spike_tau, factor=cfg.spike_factor, window=cfg.spike_window,
             offload=cfg.offload))
     return probes
-
-
-def load_examples(model: nn.Module, model_path: str, data: str, regime: str, *, seed: int = 0,
-                  limit: int | None = None, max_length: int | None = 512,
-                  chat_template: bool = False
-                  ) -> tuple[list[Example], int, list[dict[str, Any]]]:
-    """Examples of ``data`` (``toy:<task>`` or a file) under ``regime`` for ``model``; the
-    pad id; the samples that could not be encoded."""
-    if data.startswith("toy:"):
-        if not is_toy(model):
-            raise UserError(f"--data {data}: toy data needs a gpt_mini checkpoint, "
-                            f"{model_path} is not one")
-        from thoughtgrad.tasks.toy import TOKENIZER
-
-        examples = toy_examples(model_path, data[4:], regime, seed=seed, limit=limit)
-        longest = max(len(e.full) for e in examples)
-        if longest > model.config.block_size:
-            raise UserError(f"toy texts of {longest} tokens exceed the checkpoint's block_size "
-                            f"{model.config.block_size}")
-        return examples, TOKENIZER.pad_id, []
-    from thoughtgrad.models.hf import load_tokenizer
-
-    tok = load_tokenizer(model_path)
-    examples, failed = file_examples(data, tok, regime, seed=seed, limit=limit,
-                                     max_length=max_length, chat_template=chat_template)
-    return examples, tok.pad_token_id if tok.pad_token_id is not None else 0, failed
 
 
 TOY_SPLIT_KEYS = ("task", "train_size", "train_ks", "eval_ks", "eval_per_k", "split_seed")

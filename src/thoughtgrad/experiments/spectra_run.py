@@ -23,7 +23,6 @@ A run that ends with no measured sample at all raises :class:`UserError`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,124 +35,24 @@ import torch.nn as nn
 
 from thoughtgrad.config import seed_everything
 from thoughtgrad.errors import UserError
-from thoughtgrad.report.store import RunDir, check_identity, file_sha256
-from thoughtgrad.tasks.encode import (
-    IGNORE_INDEX,
-    LOSS_SPANS,
-    EncodeConfig,
-    Encoded,
-    EncodeError,
-    collate,
-    encode,
-    token_batches,
+from thoughtgrad.experiments.spectra_config import SpectraConfig
+from thoughtgrad.experiments.spectra_tables import (
+    COLUMNS,
+    FAILED_TABLE,
+    SAMPLES_TABLE,
+    TABLE,
+    Item,
+    failed_frame,
+    failed_row,
+    label_frame,
+    sample_rows,
+    with_settings,
 )
-from thoughtgrad.tasks.records import Record, load_many
+from thoughtgrad.report.store import RunDir, check_identity, file_sha256
+from thoughtgrad.tasks.encode import EncodeConfig, EncodeError, collate, encode, token_batches
+from thoughtgrad.tasks.records import load_many
 
 log = logging.getLogger(__name__)
-
-TABLE = "spectra"
-FAILED_TABLE = "spectra_failed"
-SAMPLES_TABLE = "spectra_samples"
-
-LABEL_COLUMNS: tuple[str, ...] = ("sample_id", "source", "cot_level", "response_kind",
-                                  "condition")
-SETTING_COLUMNS: tuple[str, ...] = ("loss_reduction", "loss_span", "init", "init_seed",
-                                    "model")
-STAT_COLUMNS: tuple[str, ...] = ("layer", "role", "param", "nuclear", "sigma_max", "sigma_min",
-                                 "ratio", "frobenius", "effective_rank", "rank", "n_tokens",
-                                 "loss")
-COLUMNS: tuple[str, ...] = (*LABEL_COLUMNS, *STAT_COLUMNS, *SETTING_COLUMNS)
-"""Columns of the ``spectra`` table, in order (docs/architecture.md). ``model`` is the
-resolved local directory or the hub id; ``init_seed`` the seed of ``init="random"`` (null
-for pretrained weights)."""
-
-SAMPLE_COLUMNS: tuple[str, ...] = (*LABEL_COLUMNS, "prompt", "response", "answer", "n_tokens",
-                                   "loss", "mean_nuclear", "max_nuclear", "max_layer",
-                                   "max_role", *SETTING_COLUMNS)
-"""Columns of the ``spectra_samples`` table: per sample, text excerpts (``answer``: the
-loss-carrying text for ``loss_span="answer"``, else null), the loss-carrying token count,
-the sample's mean loss (nats per token), and the mean and largest nuclear norm over its
-measured matrices with the layer and role of the largest."""
-
-EXCERPT_CHARS = 200
-"""Length of the prompt and response excerpts in ``spectra_samples``."""
-
-RESUME_FREE: tuple[str, ...] = ("limit", "device", "batch_tokens", "attn_implementation")
-"""Config fields that may change between a run and its resumption: they select samples
-or place work but do not change any number already written."""
-
-INITS = ("pretrained", "random")
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
-
-
-@dataclass(frozen=True)
-class SpectraConfig:
-    """Everything that defines a ``thoughtgrad spectra`` run (saved in the manifest).
-
-    ``max_length`` ``None`` means the model's maximum positions. ``condition`` is one label
-    for every file or one per file. ``init="random"`` re-initialises the same architecture
-    with ``seed`` (the untrained-model control). ``attn_implementation`` is how the model
-    computes attention (``eager`` exact in any dtype, or ``sdpa``); it changes no number
-    beyond rounding, so a run may be resumed with the other one.
-    """
-
-    model: str
-    data: tuple[str, ...]
-    roles: tuple[str, ...] | None = None
-    batch_tokens: int = 4096
-    max_length: int | None = None
-    dtype: str = "fp32"
-    device: str = "auto"
-    method: str = "fast"
-    limit: int | None = None
-    chat_template: bool = False
-    system_prompt: str | None = None
-    trust_remote_code: bool = False
-    condition: tuple[str, ...] | None = None
-    prompt_field: str | None = None
-    response_field: str | None = None
-    loss_reduction: str = "mean"
-    loss_span: str = "response"
-    answer_pattern: str | None = None
-    init: str = "pretrained"
-    seed: int = 0
-    include_fused: bool = False
-    attn_implementation: str = "eager"
-
-    def __post_init__(self) -> None:
-        if not self.data:
-            raise UserError("no data files: give at least one --data FILE")
-        if self.init not in INITS:
-            raise UserError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.loss_reduction not in ("mean", "sum"):
-            raise UserError(f"loss_reduction must be mean or sum, got {self.loss_reduction!r}")
-        if self.loss_span not in LOSS_SPANS:
-            raise UserError(f"loss_span must be one of {', '.join(LOSS_SPANS)}, "
-                            f"got {self.loss_span!r}")
-        if self.method not in ("fast", "reference"):
-            raise UserError(f"method must be fast or reference, got {self.method!r}")
-        if self.batch_tokens < 1:
-            raise UserError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"limit must be >= 1, got {self.limit}")
-        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
-            raise UserError(f"attn_implementation must be one of "
-                            f"{', '.join(ATTN_IMPLEMENTATIONS)}, got {self.attn_implementation!r}")
-
-    def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the run it continues."""
-        d = dataclasses.asdict(self)
-        for name in RESUME_FREE:
-            d.pop(name)
-        d["data"] = [str(Path(p).resolve()) for p in self.data]
-        d["model"] = self.model_id()
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    def model_id(self) -> str:
-        """The model as rows and manifests name it: the resolved local directory
-        (``./m`` and ``m`` are one model), else the hub id as given."""
-        local = Path(self.model).expanduser()
-        return str(local.resolve()) if local.is_dir() else self.model
 
 
 @dataclass(frozen=True)
@@ -166,12 +65,6 @@ class SpectraSummary:
     failed: int
     truncated: int
     rows: int
-
-
-@dataclass(frozen=True)
-class _Item:
-    record: Record
-    encoded: Encoded
 
 
 # -- model ---------------------------------------------------------------------------------
@@ -302,7 +195,7 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
                            loss_span=cfg.loss_span, answer_pattern=cfg.answer_pattern,
                            **({"system_prompt": cfg.system_prompt} if cfg.system_prompt else {}))
 
-    items: list[_Item] = []
+    items: list[Item] = []
     failed_rows: list[dict[str, Any]] = []
     truncated = 0
     for rec in records:
@@ -311,10 +204,10 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
         try:
             enc = encode(tokenizer, rec.prompt, rec.output, enc_cfg, reference=rec.reference)
         except EncodeError as exc:
-            failed_rows.append(_failed_row(rec, str(exc)))
+            failed_rows.append(failed_row(rec, str(exc)))
             continue
         truncated += enc.truncated
-        items.append(_Item(rec, enc))
+        items.append(Item(rec, enc))
     if truncated:
         log.warning("%d of %d samples truncated to %s tokens", truncated, len(items), limit)
     if on_total is not None:
@@ -376,17 +269,17 @@ def _append_failures(run: RunDir, rows: list[dict[str, Any]],
     resumed run retries failed samples; a deterministic failure is recorded once)."""
     new = [r for r in rows if latest.get((r["source"], r["sample_id"])) != r["reason"]]
     if new:
-        run.append(FAILED_TABLE, _failed_frame(new))
+        run.append(FAILED_TABLE, failed_frame(new))
     latest.update(((r["source"], r["sample_id"]), r["reason"]) for r in rows)
 
 
-def _measure(model: nn.Module, tokenizer: Any, batch: Sequence[_Item], cfg: SpectraConfig,
+def _measure(model: nn.Module, tokenizer: Any, batch: Sequence[Item], cfg: SpectraConfig,
              pad_id: int, device: torch.device
              ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
     """Rows and per-sample rows of one batch; on a runtime failure, retry each sample alone."""
     try:
         frame = _rows(model, batch, cfg, pad_id, device)
-        return frame, _sample_rows(frame, batch, tokenizer, cfg), []
+        return frame, sample_rows(frame, batch, tokenizer, cfg), []
     except (RuntimeError, ValueError, IndexError) as exc:
         if isinstance(exc, UserError):
             raise
@@ -401,15 +294,15 @@ def _measure(model: nn.Module, tokenizer: Any, batch: Sequence[_Item], cfg: Spec
         except (RuntimeError, ValueError, IndexError) as exc:
             if isinstance(exc, UserError):
                 raise
-            failures.append(_failed_row(item.record, _reason(exc)))
+            failures.append(failed_row(item.record, _reason(exc)))
             _free(device)
     if not frames:
         return pd.DataFrame(), pd.DataFrame(), failures
     frame = pd.concat(frames, ignore_index=True)
-    return frame, _sample_rows(frame, good, tokenizer, cfg), failures
+    return frame, sample_rows(frame, good, tokenizer, cfg), failures
 
 
-def _rows(model: nn.Module, batch: Sequence[_Item], cfg: SpectraConfig, pad_id: int,
+def _rows(model: nn.Module, batch: Sequence[Item], cfg: SpectraConfig, pad_id: int,
           device: torch.device) -> pd.DataFrame:
     from thoughtgrad.spectra import layer_spectra
 
@@ -417,71 +310,9 @@ def _rows(model: nn.Module, batch: Sequence[_Item], cfg: SpectraConfig, pad_id: 
     df = layer_spectra(model, ids.to(device), labels.to(device), mask.to(device),
                        roles=cfg.roles, method=cfg.method, loss_reduction=cfg.loss_reduction,
                        include_fused=cfg.include_fused)
-    lab = _label_frame([it.record for it in batch]).assign(sample=range(len(batch)))
+    lab = label_frame([it.record for it in batch]).assign(sample=range(len(batch)))
     out = lab.merge(df, on="sample", how="inner", validate="one_to_many").drop(columns="sample")
-    return _with_settings(out, cfg)[list(COLUMNS)]
-
-
-def _label_frame(recs: Sequence[Record]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "sample_id": [r.sample_id for r in recs],
-        "source": [r.labels.source for r in recs],
-        "cot_level": [r.labels.cot_level for r in recs],
-        "response_kind": [r.labels.response_kind for r in recs],
-        "condition": [r.labels.condition for r in recs],
-    })
-
-
-def _with_settings(df: pd.DataFrame, cfg: SpectraConfig) -> pd.DataFrame:
-    """``df`` with the settings columns, and string / nullable-int dtypes that every shard
-    shares (so shards concatenate without object columns)."""
-    df = df.assign(loss_reduction=cfg.loss_reduction, loss_span=cfg.loss_span, init=cfg.init,
-                   init_seed=cfg.seed if cfg.init == "random" else None, model=cfg.model_id())
-    df["init_seed"] = df["init_seed"].astype("Int64")
-    for col in ("source", "cot_level", "response_kind", "condition", "role", "param",
-                "prompt", "response", "answer", "max_role", "loss_reduction", "loss_span",
-                "init", "model"):
-        if col in df.columns:
-            df[col] = df[col].astype("string")
-    return df
-
-
-def _sample_rows(frame: pd.DataFrame, batch: Sequence[_Item], tokenizer: Any,
-                 cfg: SpectraConfig) -> pd.DataFrame:
-    """One ``spectra_samples`` row per measured sample of ``batch`` (see SAMPLE_COLUMNS)."""
-    recs = [it.record for it in batch]
-    out = _label_frame(recs)
-    out["prompt"] = [excerpt(r.prompt) for r in recs]
-    out["response"] = [excerpt(r.output, tail=True) for r in recs]
-    out["answer"] = [excerpt(_loss_text(tokenizer, it.encoded)) if cfg.loss_span == "answer"
-                     else None for it in batch]
-    key = ["source", "sample_id"]
-    g = frame.groupby(key, sort=False)
-    top = frame.loc[g["nuclear"].idxmax(), [*key, "layer", "role"]].rename(
-        columns={"layer": "max_layer", "role": "max_role"})
-    stats = g.agg(n_tokens=("n_tokens", "first"), loss=("loss", "first"),
-                  mean_nuclear=("nuclear", "mean"), max_nuclear=("nuclear", "max")).reset_index()
-    out = out.astype({"source": "string"}).merge(stats.astype({"source": "string"}), on=key,
-                                                  how="inner")
-    out = out.merge(top.astype({"source": "string"}), on=key, how="left")
-    return _with_settings(out, cfg)[list(SAMPLE_COLUMNS)]
-
-
-def excerpt(text: str, *, chars: int = EXCERPT_CHARS, tail: bool = False) -> str:
-    """``text`` with runs of whitespace as one space, cut to about ``chars`` characters:
-    the start, or with ``tail`` the start and the end (where a response's answer is)."""
-    flat = " ".join(text.split())
-    if len(flat) <= chars:
-        return flat
-    if not tail:
-        return flat[: chars - 1].rstrip() + "…"
-    half = (chars - 3) // 2
-    return f"{flat[:half].rstrip()} … {flat[-half:].lstrip()}"
-
-
-def _loss_text(tokenizer: Any, enc: Encoded) -> str:
-    """The text of the loss-carrying tokens (the answer for ``loss_span="answer"``)."""
-    return tokenizer.decode([t for t in enc.labels if t != IGNORE_INDEX]).strip()
+    return with_settings(out, cfg)[list(COLUMNS)]
 
 
 def _reason(exc: BaseException) -> str:
@@ -493,12 +324,3 @@ def _free(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
-
-def _failed_row(rec: Record, reason: str) -> dict[str, Any]:
-    return {"sample_id": rec.sample_id, "source": rec.labels.source, "reason": reason}
-
-
-def _failed_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=["sample_id", "source", "reason"])
-    df["sample_id"] = df["sample_id"].astype("int64")
-    return df.astype({"source": "string", "reason": "string"})

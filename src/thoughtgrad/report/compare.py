@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """Compare conditions across run directories: the Python API behind ``thoughtgrad compare``.
 
-Reads tables only (never a model). :func:`load_runs` gathers every known table of the
-given runs (a ``run`` column says where a row came from); :func:`compare_runs` turns them
-into tidy DataFrames:
+Reads tables only (never a model). :func:`~thoughtgrad.report.runs.load_runs` gathers
+every known table of the given runs (a ``run`` column says where a row came from);
+:func:`compare_runs` turns them into tidy DataFrames:
 
 * ``spectra_curves`` - per condition, role, layer and metric: mean across samples and its
   95 % bootstrap interval (``--per-loss``: scale metrics divided by the sample loss).
@@ -32,31 +32,21 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from thoughtgrad.errors import UserError
 from thoughtgrad.report import stats, studies
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.report.runs import SPECTRA_REQUIRED, Runs, load_runs
 from thoughtgrad.tasks.records import dataset_stem
 
 log = logging.getLogger(__name__)
 
-TABLES = ("spectra", "spectra_failed", "spectra_samples", "accuracy", "errors", "dynamics",
-          "layer_grad_norms", "surprisal", "scale")
 CONTROL_KEYS = ("model", "init", "init_seed", "loss_reduction", "loss_span")
 CONDITION_KEYS = ("dataset", "condition", "response_kind", "cot_level")
 METRICS = ("nuclear", "ratio", "effective_rank")
 SCALE_METRICS = ("nuclear", "sigma_max", "sigma_min", "frobenius")
-SPECTRA_REQUIRED = ("sample_id", "layer", "role")
-REQUIRED = {"spectra": SPECTRA_REQUIRED, "spectra_samples": ("sample_id", "source", "mean_nuclear"),
-            "spectra_failed": ("sample_id", "source", "reason"),
-            "accuracy": ("regime", "k", "correct"),
-            "errors": ("regime", "k", "error_kind", "count"), "dynamics": ("regime", "step"),
-            "surprisal": ("condition", "surprisal_bits"), "scale": ("knob", "accuracy")}
-"""Columns without which a run's table is skipped (with a note) before tables are joined."""
 COT_ORDER = ("none", "half_steps", "simplified", "detailed")
 ROLE_ORDER = ("q", "k", "v", "o", "qkv", "gate", "up", "gate_up", "down")
 COT_PAIRS = (("none", "detailed"), ("simplified", "detailed"), ("none", "simplified"))
@@ -88,16 +78,6 @@ class CompareConfig:
 
 
 @dataclass
-class Runs:
-    """The tables of one or more run directories, concatenated per table name."""
-
-    paths: list[Path]
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    manifests: dict[str, dict] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Comparison:
     """Everything a report shows: named tidy tables, per-run manifests and notes."""
 
@@ -106,55 +86,6 @@ class Comparison:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)  # condition columns of the spectra
     notes: list[str] = field(default_factory=list)
-
-
-def _run_name(path: Path, taken: set[str]) -> str:
-    name = path.resolve().name or str(path)
-    base, i = name, 2
-    while name in taken:
-        name, i = f"{base}-{i}", i + 1
-    return name
-
-
-def load_runs(paths: Sequence[str | os.PathLike[str]]) -> Runs:
-    """Read every known table of every run; unreadable or absent tables become notes."""
-    if not paths:
-        raise UserError("give at least one run directory")
-    runs = Runs(paths=[Path(p) for p in paths])
-    parts: dict[str, list[pd.DataFrame]] = {}
-    for path in runs.paths:
-        run = RunDir.open(path)
-        name = _run_name(path, set(runs.manifests))
-        try:
-            runs.manifests[name] = run.manifest()
-        except UserError as exc:
-            runs.manifests[name] = {}
-            runs.notes.append(str(exc))
-        found = []
-        for table in TABLES:
-            if not run.has_table(table):
-                continue
-            try:
-                df = run.read(table)
-            except Exception as exc:  # noqa: BLE001 - a corrupt file is a note, not a crash
-                runs.notes.append(f"{run.table_path(table)}: unreadable ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''})")
-                continue
-            found.append(table)
-            missing = [c for c in REQUIRED.get(table, ()) if c not in df.columns]
-            if missing:
-                runs.notes.append(f"{run.table_path(table)}: skipped, lacks column(s) "
-                                  f"{', '.join(missing)} (older format?)")
-                continue
-            if df.empty:
-                runs.notes.append(f"{run.table_path(table)}: table is empty")
-                continue
-            parts.setdefault(table, []).append(df.assign(run=name))
-        if not found:
-            runs.notes.append(f"{path}: no tables found (expected one of {', '.join(TABLES)})")
-    for table, dfs in parts.items():
-        runs.tables[table] = pd.concat(dfs, ignore_index=True)
-    return runs
 
 
 # -- spectra ----------------------------------------------------------------------------------

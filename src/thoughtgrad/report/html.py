@@ -167,7 +167,9 @@ def build_html(comp: Comparison, fig: dict[str, list[Path]], *, title: str = "th
         + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>",
         _spectra_section(comp, fig),
         _toy_section(comp, fig),
-        _simple_section(comp, fig, "dynamics", "Training dynamics"),
+        _simple_section(comp, fig, "dynamics", "Training dynamics", (
+            ("dynamics_claims", "Seed 000's claims, cot vs direct (ratio = cot / direct; "
+                                "loss answer = the answer-only length control)"),)),
         _simple_section(comp, fig, "surprisal", "Surprisal and Lemma 2"),
         _simple_section(comp, fig, "scale", "Test-time compute", (
             ("scale_by_k", "Accuracy (fraction) per K of each knob at its largest budget"),)),

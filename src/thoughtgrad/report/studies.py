@@ -6,9 +6,14 @@ surprisal and test-time compute. Tables in, tables out; missing columns become n
   one column per regime, and ``gap = cot - direct`` when both were evaluated.
 * ``errors`` - failure counts per task, regime and K, one column per error kind (from the
   ``errors`` table, or counted from ``accuracy.error_kind`` of incorrect rows).
-* ``dynamics`` - per regime: steps, final loss, mean gradient norm, spike count, mean cosine
-  to the previous gradient, median and max of lambda_max, final distance from init; the
-  CoT / direct ratio of median lambda_max when both regimes are present.
+* ``dynamics`` - per regime, :func:`thoughtgrad.dynamics.summary.summarize`: steps, final
+  loss, mean gradient norm, spike count, mean cosine to the previous gradient, mean and last
+  lambda_max, final distance from init, each beside its answer-only control
+  (``*_answer``), and the non-finite steps and probe failures; columns no run measured
+  are left out.
+* ``dynamics_claims`` - seed 000's claims, CoT vs direct, under the full and the
+  answer-only loss (:func:`thoughtgrad.dynamics.summary.claims`), when both regimes are
+  present.
 * ``surprisal`` - per condition: tokens, mean surprisal (bits), mean p_true, mean logit-grad
   norm and the fraction of tokens inside the Lemma 2 bounds.
 * ``scale`` - the ``scale`` rows sorted by task, model, knob, K and budget.
@@ -19,6 +24,8 @@ surprisal and test-time compute. Tables in, tables out; missing columns become n
 from __future__ import annotations
 
 import pandas as pd
+
+from thoughtgrad.dynamics.summary import claims, summarize
 
 REGIME_ORDER = ("direct", "answer", "simplified", "cot")
 
@@ -75,31 +82,26 @@ def errors_table(tables: dict[str, pd.DataFrame], notes: list[str]) -> pd.DataFr
     return wide.reset_index()
 
 
-def dynamics_table(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+def dynamics_tables(df: pd.DataFrame, notes: list[str]) -> dict[str, pd.DataFrame]:
+    """``dynamics`` (one row per regime, in :data:`REGIME_ORDER`; all-NaN columns left out)
+    and ``dynamics_claims`` (empty unless both ``cot`` and ``direct`` are present), both
+    from one :func:`~thoughtgrad.dynamics.summary.summarize` of the rows. Runs without the
+    answer-only control (no ``grad_norm_answer``) show no answer-only spike count or claims
+    rather than zeros."""
     if not _need("dynamics", df, ("regime", "step", "loss"), notes):
-        return pd.DataFrame()
-    rows = []
-    for regime, sub in df.sort_values("step").groupby("regime", sort=True):
-        row: dict[str, object] = {"regime": regime, "steps": int(sub["step"].nunique()),
-                                  "final_loss": float(sub["loss"].iloc[-1])}
-        if "grad_norm" in sub:
-            row["mean_grad_norm"] = float(sub["grad_norm"].mean())
-        if "spike" in sub:
-            row["spikes"] = int(sub["spike"].fillna(False).astype(bool).sum())
-        if "cos_prev" in sub:
-            row["mean_cos_prev"] = float(sub["cos_prev"].mean())
-        if "lambda_max" in sub and sub["lambda_max"].notna().any():
-            row["median_lambda_max"] = float(sub["lambda_max"].median())
-            row["max_lambda_max"] = float(sub["lambda_max"].max())
-        if "dist_init" in sub and sub["dist_init"].notna().any():
-            row["final_dist_init"] = float(sub["dist_init"].dropna().iloc[-1])
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    if "median_lambda_max" in out and {"cot", "direct"} <= set(out["regime"]):
-        lam = out.set_index("regime")["median_lambda_max"]
-        notes.append(f"dynamics: median lambda_max ratio cot/direct = "
-                     f"{lam['cot'] / lam['direct']:.3g}")
-    return out
+        return {}
+    summary = summarize(df)
+    rank = {r: i for i, r in enumerate(REGIME_ORDER)}
+    shown = summary.sort_values("regime", key=lambda s: s.map(lambda r: rank.get(r, len(rank))),
+                                kind="stable").dropna(axis=1, how="all")
+    table = claims(summary)
+    answered = "grad_norm_answer" in df and \
+        pd.to_numeric(df["grad_norm_answer"], errors="coerce").notna().any()
+    if not answered:
+        shown = shown.drop(columns=["spikes_answer"], errors="ignore")
+        table = table[table["loss"] != "answer"]
+    return {"dynamics": shown.reset_index(drop=True),
+            "dynamics_claims": table.reset_index(drop=True)}
 
 
 def surprisal_table(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -183,7 +185,7 @@ def summarise(tables: dict[str, pd.DataFrame], notes: list[str]) -> dict[str, pd
         out["accuracy"] = accuracy_table(tables["accuracy"], notes)
     out["errors"] = errors_table(tables, notes)
     if "dynamics" in tables:
-        out["dynamics"] = dynamics_table(tables["dynamics"], notes)
+        out.update(dynamics_tables(tables["dynamics"], notes))
     if "surprisal" in tables:
         out["surprisal"] = surprisal_table(tables["surprisal"], notes)
     if "scale" in tables:

@@ -113,7 +113,9 @@ CAPTIONS = {
     "separation": "Separation of irrelevant from correct responses: AUROC and Cohen's d.",
     "accuracy": "Toy lab accuracy per K and regime (fraction correct); gap = cot - direct.",
     "errors": "Toy lab failures per regime and K by error kind (counts).",
-    "dynamics": "Training dynamics per regime.",
+    "dynamics": "Training dynamics per regime (*_answer: the answer-only length control).",
+    "dynamics_claims": "Seed 000's claims, cot vs direct, under the full and the answer-only "
+                       "loss.",
     "surprisal": "Per-token surprisal (bits) and Lemma 2 bounds per condition.",
     "scale": "Test-time compute: accuracy per knob and budget.",
     "scale_by_k": "Test-time compute: accuracy per K of each knob at its largest budget.",

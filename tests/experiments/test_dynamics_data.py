@@ -1,0 +1,33 @@
+# SPDX-License-Identifier: MIT
+"""The dynamics study's responses per regime: the prompt's answer shape locates the final
+answer, as the variant builders do."""
+
+from __future__ import annotations
+
+import random
+
+from thoughtgrad.experiments.dynamics_data import regime_response
+from thoughtgrad.tasks.variants import half_steps_response, none_response
+
+AQUA = ("Two trains start 300 m apart. When do they pass each other?\nOptions:\n(A) 7 1/9\n"
+        "(B) 7 1/2\n(C) 8\n(D) 9")
+AQUA_OUT = "They close at 40 m/s. 300 / 40 = 7.5 seconds.\nSo the answer is (B) 7 1/2."
+PENS = "Tom has 3 boxes of 4 pens and gives away 2. How many pens are left?"
+PENS_OUT = ("He has 3 * 4 = 12 pens. He gives away 2, so 12 - 2 = 10 pens remain.\n"
+            "So 10 pens, with 3 boxes.")
+
+
+def test_answer_regime_reads_the_answer_shape_from_the_prompt() -> None:
+    assert regime_response(AQUA_OUT, "answer", seed=0, sample_id=0, prompt=AQUA) == "(B)"
+    assert regime_response(PENS_OUT, "answer", seed=0, sample_id=0, prompt=PENS) == "10"
+    # without the prompt the free-text last line is all there is to go on
+    assert regime_response(PENS_OUT, "answer", seed=0, sample_id=0) == PENS_OUT.splitlines()[-1]
+    assert regime_response(PENS_OUT, "answer", seed=0, sample_id=0, prompt=PENS) == \
+        none_response(PENS_OUT, PENS)
+
+
+def test_direct_regime_is_the_seeded_half_steps_variant_with_the_prompt() -> None:
+    for i in range(4):
+        got = regime_response(PENS_OUT, "direct", seed=1, sample_id=i, prompt=PENS)
+        assert got == half_steps_response(PENS_OUT, random.Random(f"half_steps:1:{i}"), PENS)
+    assert regime_response(PENS_OUT, "cot", seed=1, sample_id=0, prompt=PENS) == PENS_OUT

@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: MIT
+"""The report's dynamics tables are the per-regime summary of ``dynamics.summary`` (answer-only
+controls included) and its claims, computed once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from report_fixtures import make_run, make_toy_tables
+
+from thoughtgrad.dynamics.summary import claims, summarize
+from thoughtgrad.report.compare import CompareConfig, compare_runs
+
+
+def _with_answer_control(dyn: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = len(dyn)
+    return dyn.assign(loss_answer=rng.uniform(1, 3, n), grad_norm_answer=rng.uniform(1, 4, n),
+                      cos_prev_answer=rng.uniform(-1, 1, n), spike_answer=rng.random(n) < 0.2,
+                      lambda_max_answer=np.where(dyn["lambda_max"].notna(),
+                                                 rng.uniform(5, 50, n), np.nan))
+
+
+def test_dynamics_table_is_the_summary_with_its_answer_only_controls(tmp_path) -> None:
+    dyn = _with_answer_control(make_toy_tables()["dynamics"])
+    comp = compare_runs([make_run(tmp_path, "d", {"dynamics": dyn})], CompareConfig(n_boot=10))
+    got = comp.tables["dynamics"]
+    want = summarize(dyn.assign(run="d")).set_index("regime")
+    assert got["regime"].tolist() == ["direct", "cot"]  # the canonical regime order
+    assert {"grad_norm_answer_mean", "spikes_answer", "cos_prev_answer_mean",
+            "lambda_max_answer_mean"} <= set(got.columns)
+    pd.testing.assert_frame_equal(got.set_index("regime"), want.loc[["direct", "cot"],
+                                                                     list(got.columns[1:])])
+    pd.testing.assert_frame_equal(comp.tables["dynamics_claims"],
+                                  claims(summarize(dyn.assign(run="d"))))
+    assert set(comp.tables["dynamics_claims"]["loss"]) == {"full", "answer"}
+
+
+def test_runs_without_the_control_show_no_answer_only_zeros(tmp_path) -> None:
+    dyn = make_toy_tables()["dynamics"]
+    comp = compare_runs([make_run(tmp_path, "d", {"dynamics": dyn})], CompareConfig(n_boot=10))
+    assert not [c for c in comp.tables["dynamics"].columns if "answer" in c]
+    assert set(comp.tables["dynamics_claims"]["loss"]) == {"full"}
