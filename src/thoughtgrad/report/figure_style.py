@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 DPI = 110
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
@@ -90,3 +91,24 @@ def integer_ticks(ax) -> None:
 def labels_title(labels: dict[str, object]) -> str:
     """``key=value, ...`` of the labels that name a figure."""
     return ", ".join(f"{k}={v}" for k, v in labels.items())
+
+
+LOG_SPAN = 100.0
+"""Curves spanning more than this factor get a logarithmic y axis."""
+
+
+def log_y_if_wide(axes, values: pd.Series) -> None:
+    """A log y axis when the plotted values span more than :data:`LOG_SPAN` (q/k gradients
+    of a random-init model far below v/o; lambda_max of one regime thousands of times
+    another's), so small curves are not flattened at zero. Values of both signs (a
+    negative lambda_max at random init) get a symmetric log axis, linear within the
+    smallest nonzero magnitude."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    mags = v.abs()[v != 0]
+    if not len(mags) or mags.max() / mags.min() <= LOG_SPAN:
+        return
+    for ax in np.ravel(axes):
+        if (v > 0).all():
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=float(mags.min()))

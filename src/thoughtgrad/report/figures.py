@@ -26,6 +26,7 @@ from thoughtgrad.report.figure_style import (
     integer_ticks,
     labels_title,
     legend_below,
+    log_y_if_wide,
     ordered,
     panel_grid,
     pyplot,
@@ -99,7 +100,9 @@ def error_bars(errors: pd.DataFrame, out_dir: Path) -> list[Path]:
                 ax.bar(part["k"], h, bottom=bottom, label=kind, color=GRAYS[i % len(GRAYS)],
                        hatch=HATCHES[i % len(HATCHES)], edgecolor="black", linewidth=0.5)
                 bottom += h
-            ax.set_xticks(sorted(sub["k"].unique()))
+            ks = sorted(sub["k"].unique())
+            ax.set_xticks(ks)
+            ax.set_xlim(ks[0] - 0.6, ks[-1] + 0.6)  # the same K range in every panel
             ax.set_title(f"{regime}")
             ax.set_xlabel("K (digits per problem)")
             if c == 0:
@@ -140,6 +143,9 @@ def dynamics_figure(dyn: pd.DataFrame, out_dir: Path) -> list[Path]:
                            label=f"{regime} spike" if len(sp) else None)
             ax.set_xlabel("training step")
             ax.set_ylabel(lab)
+    for ax, (col, _) in zip(axes[0], panels, strict=True):
+        if col != "cos_prev":
+            log_y_if_wide([ax], dyn[col])
     if "lambda_iters" in dyn and dyn["lambda_iters"].notna().any():
         col = [c for c, _ in panels].index("lambda_max") if "lambda_max" in dict(panels) else None
         if col is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from thoughtgrad.report.figure_style import (
@@ -20,6 +19,7 @@ from thoughtgrad.report.figure_style import (
     integer_ticks,
     labels_title,
     legend_below,
+    log_y_if_wide,
     ordered,
     panel_grid,
     pyplot,
@@ -57,18 +57,6 @@ def _other_groups(curves: pd.DataFrame, keys: list[str], inner: tuple[str, ...])
     for vals, sub in curves.groupby(others, sort=True):
         vals = vals if isinstance(vals, tuple) else (vals,)
         yield {k: v for k, v in zip(others, vals, strict=True) if k in varying}, sub
-
-
-LOG_SPAN = 100.0  # curves spanning more than this factor get a log y axis
-
-
-def _maybe_log(axes, values: pd.Series) -> None:
-    """Log y axis when positive curves span more than ``LOG_SPAN`` (e.g. q/k gradients of
-    a random-init model far below v/o), so small curves are not flattened at zero."""
-    v = pd.to_numeric(values, errors="coerce").dropna()
-    if len(v) and (v > 0).all() and v.max() / v.min() > LOG_SPAN:
-        for ax in np.ravel(axes):
-            ax.set_yscale("log")
 
 
 def _curve(ax, sub: pd.DataFrame, i: int, label: str, *, band: float = 0.12, **over) -> None:
@@ -139,7 +127,7 @@ def spectra_panels(curves: pd.DataFrame, keys: list[str], metric: str, out_dir: 
             integer_ticks(ax)
             if r == len(rows) - 1:
                 ax.set_xlabel("layer (0 = nearest the input)")
-        _maybe_log(axes, sub["mean"])
+        log_y_if_wide(axes, sub["mean"])
         fig.supylabel(_metric_label(metric), fontsize=8)
         legend_below(fig, axes, "role", max_cols=9)
         fig.suptitle(f"{metric} per layer  {labels_title(labels)}".strip(), fontsize=9)
@@ -183,7 +171,7 @@ def correct_vs_irrelevant(curves: pd.DataFrame, keys: list[str], metric: str, ou
             ax.set_xlabel("layer (0 = nearest the input)")
             integer_ticks(ax)
         fig.supylabel(_metric_label(metric), fontsize=7)
-        _maybe_log(axes, sub.loc[sub["role"].isin(roles), "mean"])
+        log_y_if_wide(axes, sub.loc[sub["role"].isin(roles), "mean"])
         legend_below(fig, axes, "role and response (solid = correct, dashed = irrelevant)",
                      max_cols=len(kinds) * 2)
         fig.suptitle(f"correct vs irrelevant: {metric}  {labels_title(labels)}".strip(), fontsize=9)
