@@ -77,6 +77,8 @@ def test_bad_input_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     _one_line_error(capsys, ["toy", *TINY, "--out", str(blocker / "run")], "not writable")
     _one_line_error(capsys, ["toy", "--set", "train.lr=fast", "--out", str(tmp_path / "c")],
                     "train.lr")
+    _one_line_error(capsys, ["toy", "simulate", "--k", "2,25"], "K=25 is outside 1..20")
+    _one_line_error(capsys, ["toy", "simulate", "--layers", "-1"], "layers=-1")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")

@@ -262,7 +262,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from thoughtgrad.report.simulator import budget_table
+    from thoughtgrad.tasks.toy import check_k
 
+    for k in args.k:
+        check_k(k)  # the toy lab's K range
     table = budget_table(args.layers, args.k)
     print_table(table, title="serial-compute budget (seed 003): direct = one forward pass; "
                              "CoT = one pass per response token", floatfmt=".1f")
