@@ -13,6 +13,7 @@ import dataclasses
 import random
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -76,10 +77,22 @@ def _coerce(value: str, annotation: Any, key: str) -> Any:
         if annotation in (int, float, str):
             return annotation(value)
         if origin is tuple or annotation is tuple:
-            return tuple(int(v) for v in value.split(","))
+            return tuple(_int_items(value))
     except ValueError:
         raise UserError(f"override {key}={value!r}: expected {annotation}") from None
     return value
+
+
+def _int_items(text: str) -> list[int]:
+    """``2,4,7`` or inclusive ranges ``2-6`` or a mix ``2-4,7``; ValueError otherwise."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if "-" in part[1:]:  # a range; a leading "-" alone is a sign
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        else:
+            out.append(int(part))
+    return out
 
 
 def apply_overrides(cfg: T, overrides: list[str]) -> T:
@@ -112,3 +125,19 @@ def _set(cfg: Any, path: list[str], value: str, key: str) -> Any:
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-friendly dict of a (nested) dataclass config."""
     return dataclasses.asdict(cfg)
+
+
+def identity_of(cfg: Any, *, drop: Iterable[str] = ()) -> dict[str, Any]:
+    """A config dataclass as the nested dict a run directory records as its identity
+    (:meth:`~thoughtgrad.report.store.RunDir.create`), without the dotted keys in ``drop``:
+    settings that change no number (``"device"``, ``"train.checkpoint_every"``) or that
+    vary between the cells of one run directory (``"regime"``). Absent keys are ignored."""
+    d = dataclasses.asdict(cfg)
+    for key in drop:
+        *parents, last = key.split(".")
+        node: Any = d
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return d

@@ -23,46 +23,35 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _number_type(cast: type, lowest: float, *, strict: bool, name: str, doc: str):
+    """An argparse ``type=``: ``cast`` of the text, finite, ``> lowest`` (``strict``) or
+    ``>= lowest``; a bad value gives argparse's one-line usage error with our reason."""
+    what = "an integer" if cast is int else "a number"
+    bound = f"> {lowest:g}" if strict else f">= {lowest:g}"
+    rule = f"must be {bound}" if cast is int else f"must be a finite number {bound}"
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < lowest or (strict and value == lowest):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = doc
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (tolerances, learning rates, factors)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+positive_int = _number_type(int, 1, strict=False, name="positive_int",
+                            doc="argparse type: an integer >= 1 (counts, sizes).")
+nonneg_int = _number_type(int, 0, strict=False, name="nonneg_int",
+                          doc="argparse type: an integer >= 0.")
+positive_float = _number_type(float, 0.0, strict=True, name="positive_float",
+                              doc="argparse type: a finite number > 0 (tolerances, rates).")
+nonneg_float = _number_type(float, 0.0, strict=False, name="nonneg_float",
+                            doc="argparse type: a finite number >= 0 (temperatures).")
 
 
 def int_list(text: str) -> list[int]:

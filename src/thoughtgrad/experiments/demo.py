@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from thoughtgrad.config import identity_of
 from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.demo_stages import (
     STAGE_FUNCS,
@@ -165,10 +166,7 @@ class DemoConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed demo must share with the demo it continues."""
-        d = dataclasses.asdict(self)
-        for name in RESUME_FREE:
-            d.pop(name)
-        return json.loads(json.dumps(d, default=str))
+        return json.loads(json.dumps(identity_of(self, drop=RESUME_FREE), default=str))
 
 
 def quick_config(base: DemoConfig | None = None) -> DemoConfig:

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from thoughtgrad.config import resolve_device, seed_everything
+from thoughtgrad.config import identity_of, resolve_device, seed_everything
 from thoughtgrad.dynamics.curvature import CurvatureProbe
 from thoughtgrad.dynamics.monitor import DynamicsMonitor
 from thoughtgrad.dynamics.probes import (
@@ -268,10 +268,5 @@ def dynamics_identity(cfg: DynamicsConfig) -> dict[str, Any]:
     resolved training loop and the probes -- all but the regime (several share one
     directory), the device, and what does not change a number (checkpoint interval,
     offloading)."""
-    d = dataclasses.asdict(cfg)
-    for name in ("regime", "device"):
-        d.pop(name)
-    if d["train"] is not None:
-        d["train"].pop("checkpoint_every", None)
-    d["probes"].pop("offload", None)
-    return d
+    return identity_of(cfg, drop=("regime", "device", "train.checkpoint_every",
+                                  "probes.offload"))

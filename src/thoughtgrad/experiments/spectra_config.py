@@ -4,11 +4,11 @@ a resumed run must share with the run it continues."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thoughtgrad.config import identity_of
 from thoughtgrad.errors import UserError
 from thoughtgrad.tasks.encode import LOSS_SPANS
 
@@ -76,9 +76,7 @@ class SpectraConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
-        d = dataclasses.asdict(self)
-        for name in RESUME_FREE:
-            d.pop(name)
+        d = identity_of(self, drop=RESUME_FREE)
         d["data"] = [str(Path(p).resolve()) for p in self.data]
         d["model"] = self.model_id()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from thoughtgrad.config import resolve_device
+from thoughtgrad.config import identity_of, resolve_device
 from thoughtgrad.errors import UserError
 from thoughtgrad.evaluate.scaling import (
     SampleConfig,
@@ -122,11 +122,7 @@ def knobs_identity(cfg: KnobsConfig) -> dict:
     """The settings a resumed knobs run must share with the run it continues: everything
     but the task families (a new family adds cells), the device and the checkpoint
     interval, which change no number."""
-    d = dataclasses.asdict(cfg)
-    d.pop("tasks")
-    d["toy"].pop("device")
-    d["toy"]["train"].pop("checkpoint_every", None)
-    return d
+    return identity_of(cfg, drop=("tasks", "toy.device", "toy.train.checkpoint_every"))
 
 
 def model_specs(cfg: KnobsConfig) -> list[ModelSpec]:
