@@ -327,7 +327,7 @@ def register_scale(tsub: argparse._SubParsersAction) -> None:
                    help="loop counts r at evaluation [1,2,3,4,6,8]")
     t = k.add_argument_group("training (shared by every model)")
     t.add_argument("--steps", type=positive_int, default=None,
-                   help="optimizer steps [800]; warm-up is cut to a tenth of a shorter run")
+                   help="optimizer steps [1600]; warm-up is cut to a tenth of a shorter run")
     t.add_argument("--batch-size", type=positive_int, default=None, help="[32]")
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate [1e-3]")
     t.add_argument("--d-model", type=positive_int, default=None, help="width d [128]")

@@ -52,24 +52,17 @@ log = logging.getLogger(__name__)
 TABLE = "scale"
 
 
-KNOBS_TRAIN = TrainConfig(steps=800, batch_size=32, warmup_steps=80, checkpoint_every=200)
+KNOBS_TRAIN = TrainConfig(steps=1600, batch_size=32, warmup_steps=160, checkpoint_every=400)
 """The loop every knob model trains with (the toy lab's AdamW, lr 1e-3, cosine to 0.1);
 every model gets the same steps, batch and data.
 
 Sized on this project's 2-core CPU for all ten models (two task families x direct
-L = 2, 4, 8, CoT L = 4, looped L = 2 trained at r = 2). Measured per step on one thread,
-batch 32 (batch 64 in brackets), addition: direct-L2 43 (50) ms, direct-L4 59 (99),
-direct-L8 155 (203), CoT-L4 171 (340; ~56-token texts vs ~16), looped 47 (101); fold
-about 20 % less. 800 x 32 is ~0.85 s per step over all models plus ~25 % loop overhead:
-~14 minutes on one core (CoT-L4 on addition, the costliest model, took 170 s); an
-estimated 10-12 on two free threads (not measured: the machine was shared). On a busy
-machine use ``OMP_NUM_THREADS=1``: two threads
-competing with other jobs ran 5-13x slower per step. Smaller batches buy more updates
-for the compute: at 400 x 64 (the same examples seen) the CoT model had not learnt its
-trace (addition K = 6: 25 %; fold 50-65 % at every K); at 800 x 32 it reaches 84-88 %
-at addition K = 6 and 100 % on fold K = 2..6. At 800 x 32 the direct and looped models
-reach 82-100 % on addition K = 2..6 and 20-50 % on fold (chance 10 %: the serial task a
-forward pass cannot hold), with the training loss down from ~3.1 to 0.09-0.68 nats."""
+L = 2, 4, 8, CoT L = 4, looped L = 2 trained at r = 2) to keep their training under 15
+minutes together. Measured there (two threads, the packed training path): 800 x 32 took
+379 s of training for all ten models (the CoT models about 60 % of it), so 1600 x 32 is
+about 12.5 minutes. At 800 x 32 the CoT model was still undertrained (addition K = 6:
+55 %, against 100 % after the toy study's 2000 x 64); at equal examples seen, more smaller
+steps learn the trace faster than fewer large ones (400 x 64 left it at 25 %)."""
 
 
 def _default_toy() -> ToyConfig:
