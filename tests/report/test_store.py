@@ -31,6 +31,21 @@ def test_shards_append_and_read_back_in_order(tmp_path: Path) -> None:
         run.append("t", [{"x": 1}])
 
 
+def test_replace_rows_swaps_one_group_and_never_duplicates(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "r", command="test")
+    empty = pd.DataFrame(columns=["regime", "sample_id"])
+    assert run.replace_rows("f", "regime", "cot", empty).empty
+    assert not run.has_table("f")  # no table and nothing to write: no empty file
+    run.append("f", [{"regime": "cot", "sample_id": 1}, {"regime": "direct", "sample_id": 2}])
+    for _ in range(2):  # a rerun of the same regime replaces its rows
+        run.replace_rows("f", "regime", "cot", pd.DataFrame({"regime": ["cot"] * 2,
+                                                             "sample_id": [6, 9]}))
+    got = run.read("f")
+    assert list(zip(got["regime"], got["sample_id"])) == [("direct", 2), ("cot", 6), ("cot", 9)]
+    run.replace_rows("f", "regime", "cot", empty)  # the regime no longer fails anything
+    assert list(run.read("f")["regime"]) == ["direct"]
+
+
 def test_manifest_records_and_resumes(tmp_path: Path) -> None:
     run = RunDir.create(tmp_path / "r", command="test", config={"lr": 0.1}, seed=7)
     m = run.manifest()

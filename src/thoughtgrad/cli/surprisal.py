@@ -4,14 +4,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from thoughtgrad.cli.common import HelpFormatter, nonneg_float, positive_int, print_table
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from thoughtgrad.report.store import RunDir
 
 DESCRIPTION = """\
 Per response token: surprisal in bits, p of the true token, and the norm of the loss
@@ -53,21 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_surprisal)
 
 
-def replace_condition(run: RunDir, name: str, condition: str, rows: pd.DataFrame) -> pd.DataFrame:
-    """Table ``name`` of ``run`` with its ``condition`` rows replaced by ``rows`` (other
-    conditions kept, in their order, before the new rows); written back and returned."""
-    import pandas as pd
-
-    if run.has_table(name):
-        old = run.read(name)
-        if "condition" in old:
-            old = old[old["condition"] != condition]
-        parts = [df for df in (old, rows) if not df.empty]
-        rows = pd.concat(parts, ignore_index=True) if parts else rows
-    run.write(name, rows)
-    return rows
-
-
 def cmd_surprisal(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -88,12 +67,11 @@ def cmd_surprisal(args: argparse.Namespace) -> int:
     tokens, samples = measure_surprisal(model, examples, pad_id=pad_id, condition=condition,
                                         device=device, batch_size=args.batch_size,
                                         tau=args.tau)
-    replace_condition(run, "surprisal", condition, tokens)
-    samples = replace_condition(run, "surprisal_samples", condition, samples)
-    if failed or run.has_table("surprisal_failed"):
-        replace_condition(run, "surprisal_failed", condition,
-                          pd.DataFrame([{"condition": condition, **f} for f in failed],
-                                       columns=["condition", "sample_id", "source", "reason"]))
+    run.replace_rows("surprisal", "condition", condition, tokens)
+    samples = run.replace_rows("surprisal_samples", "condition", condition, samples)
+    run.replace_rows("surprisal_failed", "condition", condition,
+                     pd.DataFrame([{"condition": condition, **f} for f in failed],
+                                  columns=["condition", "sample_id", "source", "reason"]))
     settings = run.manifest().get("surprisal", {})
     settings[condition] = vars(args) | {"func": None}
     run.update_manifest(surprisal=settings)

@@ -208,8 +208,9 @@ def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
                                              seed=cfg.data_seed, limit=cfg.limit,
                                              max_length=cfg.max_length,
                                              chat_template=cfg.chat_template)
-    if failed:
-        run.append("dynamics_failed", [{"regime": cfg.regime, **f} for f in failed])
+    run.replace_rows("dynamics_failed", "regime", cfg.regime,
+                     pd.DataFrame([{"regime": cfg.regime, **f} for f in failed],
+                                  columns=["regime", "sample_id", "source", "reason"]))
     run.update_manifest(**{f"dynamics_{cfg.regime}": {
         "config": dataclasses.asdict(dataclasses.replace(cfg, train=train_cfg)),
         "samples": len(examples), "failed": len(failed)}})

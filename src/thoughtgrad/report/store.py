@@ -221,6 +221,24 @@ class RunDir:
         os.replace(tmp, target)
         return target
 
+    def replace_rows(self, name: str, column: str, value: Any, rows: pd.DataFrame) -> pd.DataFrame:
+        """Table ``name`` with its rows where ``column == value`` replaced by ``rows``.
+
+        Other rows are kept, in their order, before the new ones; the table is written
+        back as one file and returned. Rerunning one condition or regime of a run this
+        way never duplicates its rows. No table and no rows: nothing is written.
+        """
+        if self.has_table(name):
+            old = self.read(name)
+            if column in old:
+                old = old[old[column] != value]
+            parts = [df for df in (old, rows) if not df.empty]
+            rows = pd.concat(parts, ignore_index=True) if parts else rows
+        elif rows.empty:
+            return rows
+        self.write(name, rows)
+        return rows
+
     def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
         """Read table ``name`` (file or shard directory) into one DataFrame."""
         return read_table(self.table_path(name), columns=columns)
