@@ -41,7 +41,8 @@ def test_replace_rows_swaps_one_group_and_never_duplicates(tmp_path: Path) -> No
         run.replace_rows("f", "regime", "cot", pd.DataFrame({"regime": ["cot"] * 2,
                                                              "sample_id": [6, 9]}))
     got = run.read("f")
-    assert list(zip(got["regime"], got["sample_id"])) == [("direct", 2), ("cot", 6), ("cot", 9)]
+    assert list(zip(got["regime"], got["sample_id"], strict=True)) == [
+        ("direct", 2), ("cot", 6), ("cot", 9)]
     run.replace_rows("f", "regime", "cot", empty)  # the regime no longer fails anything
     assert list(run.read("f")["regime"]) == ["direct"]
 
