@@ -79,3 +79,10 @@ def test_scale_by_k_pivot_against_pandas() -> None:
         assert row["samples direct-L1 [n=8]"] == at[(at.knob == "samples") & (at.n == 8) & (
             at.model == "direct-L1")]["accuracy"].item()
         assert row["loops [r=4]"] == at[(at.knob == "loops") & (at.n == 4)]["accuracy"].item()
+
+
+def test_training_range_comes_from_each_groups_own_split() -> None:
+    split = ["in_distribution"] * 3 + ["out_of_distribution"] * 4
+    rows = pd.DataFrame({"k": range(2, 9), "split": split})  # trained on K 2..4
+    assert figures.training_ks(rows) == [2, 3, 4]
+    assert figures.training_ks(rows.drop(columns="split")) == [2, 3, 4, 5, 6]

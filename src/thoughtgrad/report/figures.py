@@ -46,6 +46,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def training_ks(rows: pd.DataFrame) -> list[int]:
+    """The K values a group of accuracy rows was trained on, from its own ``split`` column
+    (a model trained on K 2..4 shades 2..4); K <= 6, the toy default, for tables without one."""
+    if "split" in rows:
+        return sorted(set(rows.loc[rows["split"].astype(str).eq("in_distribution"), "k"]))
+    return sorted({int(k) for k in rows["k"] if k <= 6})
+
+
 def accuracy_chart(acc: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Accuracy per K, one line per regime; the training range shaded, OOD K hatched."""
     plt = pyplot()
@@ -54,13 +62,10 @@ def accuracy_chart(acc: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths = []
     for vals, sub in (acc.groupby(groups, sort=True) if groups else [((), acc)]):
         vals = vals if isinstance(vals, tuple) else (vals,)
+        train_ks = training_ks(sub)
         sub = sub.groupby("k", sort=True)[regimes].mean().reset_index()
         fig, axes = panel_grid(plt, 1, 1, width=5.2, height=3.6)
         ax = axes[0][0]
-        ood = acc.loc[acc.get("split", pd.Series(dtype=str)).eq("ood"), "k"] \
-            if "split" in acc else pd.Series(dtype=int)
-        train_ks = sorted(set(sub["k"]) - set(ood)) if len(ood) else [k for k in sub["k"]
-                                                                       if k <= 6]
         if train_ks:
             ax.axvspan(min(train_ks) - 0.5, max(train_ks) + 0.5, color="0.93", zorder=0,
                        label="training range of K")
