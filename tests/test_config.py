@@ -38,6 +38,7 @@ def test_overrides_are_typed_and_nested() -> None:
 @pytest.mark.parametrize(("item", "match"), [
     ("train.lr=fast", "train.lr"), ("nope=1", "no field 'nope'"), ("name.x=1", "no sub-fields"),
     ("train.steps", "key=value"), ("ks=2-x", "ks"), ("flag=maybe", "flag"),
+    ("ks=6-2", "runs backwards"), ("ks=2-4,9-7", "'9-7' runs backwards"), ("ks=", "empty"),
 ])
 def test_bad_overrides_are_one_line(item: str, match: str) -> None:
     with pytest.raises(UserError, match=match) as info:
@@ -63,3 +64,14 @@ def test_devices_and_dtypes() -> None:
     assert resolve_dtype("bf16") is torch.bfloat16 and resolve_dtype("fp64") is torch.float64
     with pytest.raises(UserError, match="unknown dtype"):
         resolve_dtype("fp8")
+
+
+def test_cli_int_lists_share_the_override_grammar() -> None:
+    import argparse
+
+    from thoughtgrad.cli.common import int_list
+
+    assert int_list("2-4,7") == [2, 3, 4, 7] and int_list("-3") == [-3]
+    for bad, match in (("6-2", "runs backwards"), ("a", "not an integer"), (",", "empty")):
+        with pytest.raises(argparse.ArgumentTypeError, match=match):
+            int_list(bad)

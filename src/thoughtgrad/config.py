@@ -77,21 +77,34 @@ def _coerce(value: str, annotation: Any, key: str) -> Any:
         if annotation in (int, float, str):
             return annotation(value)
         if origin is tuple or annotation is tuple:
-            return tuple(_int_items(value))
+            try:
+                return tuple(int_items(value))
+            except ValueError as e:
+                raise UserError(f"override {key}={value!r}: {e}") from None
     except ValueError:
         raise UserError(f"override {key}={value!r}: expected {annotation}") from None
     return value
 
 
-def _int_items(text: str) -> list[int]:
-    """``2,4,7`` or inclusive ranges ``2-6`` or a mix ``2-4,7``; ValueError otherwise."""
+def int_items(text: str) -> list[int]:
+    """``2,4,7`` or inclusive ranges ``2-6`` or a mix ``2-4,7``; ValueError (with the
+    reason) for a reversed range such as ``6-2``, an empty list or anything else."""
     out: list[int] = []
     for part in (p.strip() for p in text.split(",")):
-        if "-" in part[1:]:  # a range; a leading "-" alone is a sign
-            lo, hi = part.split("-", 1)
-            out.extend(range(int(lo), int(hi) + 1))
-        else:
-            out.append(int(part))
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:  # a range; a leading "-" alone is a sign
+                lo, hi = (int(x) for x in part.split("-", 1))
+            else:
+                lo = hi = int(part)
+        except ValueError:
+            raise ValueError(f"{part!r} is not an integer or a range like 2-6") from None
+        if lo > hi:
+            raise ValueError(f"range {part!r} runs backwards (write {hi}-{lo})")
+        out.extend(range(lo, hi + 1))
+    if not out:
+        raise ValueError("empty list")
     return out
 
 

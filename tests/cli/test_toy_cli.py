@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from thoughtgrad.cli import main
+from thoughtgrad.errors import UserError
+from thoughtgrad.experiments.toy import ToyConfig
 
 TINY = ["--steps", "30", "--train-size", "200", "--eval-per-k", "5", "--layers", "1",
         "--d-model", "32", "--device", "cpu", "--set", "train.warmup_steps=5",
@@ -79,6 +81,10 @@ def test_bad_input_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
                     "train.lr")
     _one_line_error(capsys, ["toy", "simulate", "--k", "2,25"], "K=25 is outside 1..20")
     _one_line_error(capsys, ["toy", "simulate", "--layers", "-1"], "layers=-1")
+    _one_line_error(capsys, ["toy", "--set", "train_ks=6-2", "--out", str(tmp_path / "d")],
+                    "runs backwards")
+    with pytest.raises(UserError, match="train_ks is empty"):
+        ToyConfig(train_ks=())
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")

@@ -55,23 +55,13 @@ nonneg_float = _number_type(float, 0.0, strict=False, name="nonneg_float",
 
 
 def int_list(text: str) -> list[int]:
-    """Parse ``1,2,4`` or ``2-6`` (inclusive) or a mix: ``2-4,7``."""
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                out.extend(range(int(a), int(b) + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a list like 1,2,4 or 2-6") from None
-    if not out:
-        raise argparse.ArgumentTypeError("empty list")
-    return out
+    """Parse ``1,2,4`` or ``2-6`` (inclusive) or a mix: ``2-4,7`` (:func:`config.int_items`)."""
+    from thoughtgrad.config import int_items
+
+    try:
+        return int_items(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
 
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",

@@ -62,6 +62,9 @@ class ToyConfig:
 
     def __post_init__(self) -> None:
         get_task(self.task)
+        for name in ("train_ks", "eval_ks"):
+            if not getattr(self, name):
+                raise UserError(f"{name} is empty: give at least one K")
         for k in (*self.train_ks, *self.eval_ks):
             check_k(k)
         if self.train_size < 1:
