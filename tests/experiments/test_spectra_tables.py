@@ -42,3 +42,25 @@ def test_per_sample_table_matches_the_spectra_rows(tmp_path, model_dir, data):
     assert first["prompt"].startswith("<b>Tom</b> Tom has 0 apples")
     assert len(first["prompt"]) <= 200 and first["prompt"].endswith("…")
     assert first["response"] == " ".join(COT[0].split())  # short: whole, whitespace folded
+
+
+def test_a_sample_with_overflowed_gradients_keeps_its_rows(tmp_path, model_dir, data,
+                                                           monkeypatch) -> None:
+    """A gradient that overflows gives NaN singular values for every matrix of a sample;
+    the run records them (the per-sample table has no largest matrix) instead of dying."""
+    from thoughtgrad.experiments import spectra_run
+
+    real = spectra_run._rows
+
+    def overflowing(*args, **kwargs):
+        frame = real(*args, **kwargs)
+        frame.loc[frame["sample_id"] == 0, "nuclear"] = float("nan")
+        return frame
+
+    monkeypatch.setattr(spectra_run, "_rows", overflowing)
+    run = RunDir.create(tmp_path / "run", command="spectra")
+    run_spectra(_cfg(model_dir, data[:1], limit=2), run)
+    samples = run.read("spectra_samples").set_index("sample_id")
+    assert samples.loc[0, "max_layer"] is None or np.isnan(samples.loc[0, "max_layer"])
+    assert np.isnan(samples.loc[0, "max_nuclear"]) and samples.loc[1, "max_nuclear"] > 0
+    assert run.read("spectra")["sample_id"].nunique() == 2

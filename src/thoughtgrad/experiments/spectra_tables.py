@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from thoughtgrad.experiments.spectra_config import SpectraConfig
@@ -94,8 +95,10 @@ def sample_rows(frame: pd.DataFrame, batch: Sequence[Item], tokenizer: Any,
                      else None for it in batch]
     key = ["source", "sample_id"]
     g = frame.groupby(key, sort=False)
-    top = frame.loc[g["nuclear"].idxmax(), [*key, "layer", "role"]].rename(
-        columns={"layer": "max_layer", "role": "max_role"})
+    finite = frame[np.isfinite(frame["nuclear"].astype(float))]  # an overflowed gradient: NaN
+    top = finite.loc[finite.groupby(key, sort=False)["nuclear"].idxmax(),
+                     [*key, "layer", "role"]].rename(columns={"layer": "max_layer",
+                                                              "role": "max_role"})
     stats = g.agg(n_tokens=("n_tokens", "first"), loss=("loss", "first"),
                   mean_nuclear=("nuclear", "mean"), max_nuclear=("nuclear", "max")).reset_index()
     out = out.astype({"source": "string"}).merge(stats.astype({"source": "string"}), on=key,
