@@ -189,6 +189,9 @@ def test_truncation_count_and_prompt_too_long(tmp_path, model_dir, data):
     run_spectra(_cfg(model_dir, data[1:], max_length=cut), run)
     expect = sum(n > cut for n in lengths)
     assert run.manifest()["counts"]["truncated"] == expect > 0
+    assert run.read("spectra_samples")["truncated"].sum() == expect
+    summary = run_spectra(_cfg(model_dir, data[1:], max_length=cut), run)  # nothing left
+    assert summary.computed == 0 and run.manifest()["counts"]["truncated"] == expect
     df = run.read("spectra")
     for i, (n, p) in enumerate(zip(lengths, n_prompt, strict=True)):
         assert (df[df.sample_id == i]["n_tokens"] == min(n, cut) - p).all()

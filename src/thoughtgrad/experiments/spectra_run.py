@@ -130,11 +130,23 @@ def _check_roles(model: nn.Module, cfg: SpectraConfig) -> None:
 
 
 # -- resume bookkeeping ----------------------------------------------------------------------
+def _keys(df: pd.DataFrame) -> set[tuple[str, int]]:
+    return set(zip(df["source"].astype(str), df["sample_id"].astype(int), strict=True))
+
+
 def _done_keys(run: RunDir, table: str) -> set[tuple[str, int]]:
     if not run.has_table(table):
         return set()
-    df = run.read(table, columns=["source", "sample_id"])
-    return set(zip(df["source"].astype(str), df["sample_id"].astype(int), strict=True))
+    return _keys(run.read(table, columns=["source", "sample_id"]))
+
+
+def _truncated_keys(run: RunDir) -> set[tuple[str, int]]:
+    """Samples measured by earlier invocations whose response was cut (none for a table
+    written before ``spectra_samples`` had a ``truncated`` column)."""
+    if not run.has_table(SAMPLES_TABLE):
+        return set()
+    df = run.read(SAMPLES_TABLE)
+    return _keys(df[df["truncated"].astype(bool)]) if "truncated" in df else set()
 
 
 def data_hashes(cfg: SpectraConfig) -> dict[str, str]:
@@ -183,6 +195,7 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
     done = _done_keys(run, TABLE)
     measured = set(done)  # grows as batches finish
     latest = _latest_failures(run)  # (source, sample_id) -> its latest recorded reason
+    cut = _truncated_keys(run)  # measured samples whose response was cut; grows per batch
     selected = {(r.labels.source, r.sample_id) for r in records}
 
     seed_everything(cfg.seed)
@@ -227,14 +240,14 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
             run.append(TABLE, frame)
             n_rows += len(frame)
             n_computed += len(batch) - len(failures)
-            measured.update(zip(frame["source"].astype(str), frame["sample_id"].astype(int),
-                                strict=True))
+            measured.update(_keys(frame))
+            cut.update(_keys(per_sample[per_sample["truncated"]]))
         _append_failures(run, failures, latest)
         n_failed += len(failures)
-        _update_counts(run, selected, measured, latest, truncated)
+        _update_counts(run, selected, measured, latest, cut)
         if progress is not None:
             progress(len(batch))
-    counts = _update_counts(run, selected, measured, latest, truncated)
+    counts = _update_counts(run, selected, measured, latest, cut)
     if counts["done"] == 0:
         first = next((r for k, r in latest.items() if k in selected), "no sample was selected")
         raise UserError(f"{run.path}: no sample could be measured ({counts['failed']} failed; "
@@ -246,11 +259,14 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
 
 def _update_counts(run: RunDir, selected: set[tuple[str, int]],
                    measured: set[tuple[str, int]], latest: dict[tuple[str, int], str],
-                   truncated: int) -> dict[str, int]:
-    """Write the manifest's counts for the selected samples (``failed``: those with a
-    standing failure, see :func:`thoughtgrad.report.compare.open_failures`); return them."""
+                   cut: set[tuple[str, int]]) -> dict[str, int]:
+    """Write the manifest's counts for the selected samples over every invocation of the run
+    (``failed``: those with a standing failure, see
+    :func:`thoughtgrad.report.compare.open_failures`; ``truncated``: measured samples whose
+    response was cut at the length limit); return them."""
     counts = {"samples": len(selected), "done": len(measured & selected),
-              "failed": len((set(latest) - measured) & selected), "truncated": truncated}
+              "failed": len((set(latest) - measured) & selected),
+              "truncated": len(cut & measured & selected)}
     run.update_manifest(counts=counts)
     return counts
 

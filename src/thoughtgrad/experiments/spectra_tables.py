@@ -40,12 +40,13 @@ resolved local directory or the hub id; ``init_seed`` the seed of ``init="random
 for pretrained weights)."""
 
 SAMPLE_COLUMNS: tuple[str, ...] = (*LABEL_COLUMNS, "prompt", "response", "answer", "n_tokens",
-                                   "loss", "mean_nuclear", "max_nuclear", "max_layer",
-                                   "max_role", *SETTING_COLUMNS)
+                                   "truncated", "loss", "mean_nuclear", "max_nuclear",
+                                   "max_layer", "max_role", *SETTING_COLUMNS)
 """Columns of the ``spectra_samples`` table: per sample, text excerpts (``answer``: the
 loss-carrying text for ``loss_span="answer"``, else null), the loss-carrying token count,
-the sample's mean loss (nats per token), and the mean and largest nuclear norm over its
-measured matrices with the layer and role of the largest."""
+whether the response was cut at the length limit, the sample's mean loss (nats per token),
+and the mean and largest nuclear norm over its measured matrices with the layer and role of
+the largest."""
 
 EXCERPT_CHARS = 200
 """Length of the prompt and response excerpts in ``spectra_samples``."""
@@ -93,6 +94,7 @@ def sample_rows(frame: pd.DataFrame, batch: Sequence[Item], tokenizer: Any,
     out["response"] = [excerpt(r.output, tail=True) for r in recs]
     out["answer"] = [excerpt(loss_text(tokenizer, it.encoded)) if cfg.loss_span == "answer"
                      else None for it in batch]
+    out["truncated"] = [bool(it.encoded.truncated) for it in batch]
     key = ["source", "sample_id"]
     g = frame.groupby(key, sort=False)
     finite = frame[np.isfinite(frame["nuclear"].astype(float))]  # an overflowed gradient: NaN
