@@ -163,3 +163,17 @@ def test_sigterm_marks_the_run_interrupted(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_study_options_before_a_subcommand_reach_it() -> None:
+    from thoughtgrad.cli import build_parser
+    from thoughtgrad.cli.toy import build_config
+
+    args = build_parser().parse_args(["toy", "--steps", "30", "--set", "train.warmup_steps=5",
+                                      "train", "--layers", "2", "--set", "model.n_loops=2"])
+    cfg = build_config(args, command="thoughtgrad toy train")
+    assert (cfg.train.steps, cfg.train.warmup_steps) == (30, 5)  # from before `train`
+    assert (cfg.model.n_layer, cfg.model.n_loops) == (2, 2)  # from after it
+    late = build_parser().parse_args(["toy", "--set", "train.steps=7", "train",
+                                      "--set", "train.steps=9"])
+    assert build_config(late, command="thoughtgrad toy train").train.steps == 9  # last wins

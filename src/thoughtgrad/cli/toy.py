@@ -89,10 +89,18 @@ def _study_args(p: argparse.ArgumentParser, *, grid: bool, inherit: bool = False
                    help="seed for the split, init and batches [default: 0]")
     g.add_argument("--device", default=unset, help="auto, cpu, cuda, cuda:1 ... "
                    "[default: auto]")
-    g.add_argument("--set", dest="overrides", action="append",
+    # a subcommand's --set goes to its own list, applied after the study's (argparse would
+    # replace the study's list with the subcommand's)
+    g.add_argument("--set", dest="sub_overrides" if inherit else "overrides", action="append",
                    default=unset if inherit else [], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set train.warmup_steps=50 "
                         "--set model.n_loops=2 (repeatable)")
+
+
+def overrides_of(args: argparse.Namespace) -> list[str]:
+    """Every ``--set`` given, the study's (before the subcommand) first."""
+    return [*(getattr(args, "overrides", None) or []),
+            *(getattr(args, "sub_overrides", None) or [])]
 
 
 def _one(args: argparse.Namespace, name: str, command: str):
@@ -140,7 +148,7 @@ def build_config(args: argparse.Namespace, *, command: str = "thoughtgrad toy"):
     cfg = dataclasses.replace(
         cfg, model=GPTMiniConfig(**{**dataclasses.asdict(cfg.model), **model}),
         train=TrainConfig(**{**dataclasses.asdict(cfg.train), **train}), **top)
-    return apply_overrides(cfg, getattr(args, "overrides", None) or [])
+    return apply_overrides(cfg, overrides_of(args))
 
 
 def check_grid(cfg, tasks: list[str], sizes: list[int]) -> None:
@@ -241,8 +249,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from thoughtgrad.models.gpt_mini import GPTMini
     from thoughtgrad.report.store import RunDir
 
-    given = [f"--{n.replace('_', '-')}" for n in (*STUDY_OPTIONS, "overrides")
+    given = [f"--{n.replace('_', '-')}" for n in STUDY_OPTIONS
              if getattr(args, n, None) not in (None, [])]
+    given += ["--set"] if overrides_of(args) else []
     if given:
         raise UserError(f"toy eval takes the split and model from the checkpoint; drop "
                         f"{', '.join(given)}")
