@@ -93,6 +93,15 @@ def test_identity_accepts_a_setting_added_since_at_its_unset_default(tmp_path: P
                       identity={"model": {"n_layer": 4, "loops_grad": 2}})
 
 
+def test_identity_recorded_under_the_old_per_command_key_is_still_checked(tmp_path: Path
+                                                                          ) -> None:
+    run = RunDir.create(tmp_path / "d", command="demo")
+    run.update_manifest(demo_identity={"toy_steps": 30})  # how a demo recorded it before
+    with pytest.raises(UserError, match=r"toy_steps: 30 -> 40"):
+        RunDir.create(tmp_path / "d", command="demo", identity={"toy_steps": 40})
+    RunDir.create(tmp_path / "d", command="demo", identity={"toy_steps": 30})  # resumes
+
+
 def test_unwritable_directory_and_missing_table(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -155,18 +155,12 @@ def data_hashes(cfg: SpectraConfig) -> dict[str, str]:
 
 
 def check_resume(cfg: SpectraConfig, run: RunDir) -> None:
-    """Refuse (one line) to continue a run whose data bytes changed, or (for a run
-    directory made before the shared ``identity`` mechanism) whose settings differ.
+    """Refuse (one line) to continue a run whose data bytes changed.
 
-    The settings of current runs are checked by :func:`thoughtgrad.report.store.check_identity`
-    (called by :meth:`RunDir.create` with ``identity=cfg.identity()``, and by
-    :func:`run_spectra`).
+    The settings are checked by :func:`thoughtgrad.report.store.check_identity` (called by
+    :meth:`RunDir.create` with ``identity=cfg.identity()``, and by :func:`run_spectra`).
     """
-    manifest = run.manifest()
-    legacy = manifest.get("spectra_identity")
-    if legacy is not None and "identity" not in manifest:
-        check_identity(run.path, {"identity": legacy, "command": "spectra"}, cfg.identity())
-    old = manifest.get("data_sha256") or {}
+    old = run.manifest().get("data_sha256") or {}
     for path, digest in data_hashes(cfg).items():
         if path in old and old[path] != digest:
             raise UserError(f"{path}: changed since {run.path} was started (sha256 differs); "

@@ -253,9 +253,10 @@ def check_identity(path: Path, manifest: Mapping[str, Any], identity: Mapping[st
     """Refuse (one line) to continue the run in ``path`` with settings other than its own.
 
     A setting absent from the recorded identity counts as None, so a run made before a
-    new setting existed resumes while that setting stays unset.
+    new setting existed resumes while that setting stays unset. A run directory made before
+    the shared ``identity`` key recorded it as ``<command>_identity`` (spectra, demo).
     """
-    before = manifest.get("identity")
+    before = manifest.get("identity") or manifest.get(f"{manifest.get('command')}_identity")
     now = _jsonable(identity)
     if before is None or before == now:
         return
