@@ -160,3 +160,17 @@ def test_knobs_identity_leaves_out_only_the_grid_axis_and_device():
     assert knobs_identity(dataclasses.replace(base, tasks=("fold",))) == ident
     changed = dataclasses.replace(base, loop_train=3)
     assert knobs_identity(changed) != ident
+
+
+def test_knobs_warm_up_is_a_tenth_of_the_steps_unless_set():
+    from thoughtgrad.cli import build_parser
+    from thoughtgrad.cli.toy_scale import _knobs_toy
+    from thoughtgrad.experiments.testtime import KnobsConfig
+
+    def warmup(*argv: str) -> int:
+        args = build_parser().parse_args(["toy", "knobs", *argv])
+        return _knobs_toy(args, KnobsConfig().toy).train.warmup_steps
+
+    assert warmup() == KnobsConfig().toy.train.warmup_steps == 160
+    assert warmup("--steps", "200") == 20 and warmup("--steps", "5") == 1
+    assert warmup("--steps", "200", "--set", "train.warmup_steps=7") == 7

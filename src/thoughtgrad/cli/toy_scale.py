@@ -239,8 +239,8 @@ def _knobs_toy(args: argparse.Namespace, toy):
     top = {k: v for k, v in {"train_size": args.train_size, "eval_per_k": args.eval_per_k,
                              "seed": args.seed, "device": args.device}.items()
            if v is not None}
-    if "steps" in train and toy.train.warmup_steps >= train["steps"]:
-        train["warmup_steps"] = max(1, train["steps"] // 10)  # a short run still warms up
+    if "steps" in train:  # warm-up stays a tenth of the run, as at the default 1600 / 160
+        train["warmup_steps"] = max(1, train["steps"] // 10)
     toy = dataclasses.replace(toy, model=dataclasses.replace(toy.model, **model),
                               train=dataclasses.replace(toy.train, **train), **top)
     return apply_overrides(toy, args.overrides)
@@ -327,7 +327,8 @@ def register_scale(tsub: argparse._SubParsersAction) -> None:
                    help="loop counts r at evaluation [1,2,3,4,6,8]")
     t = k.add_argument_group("training (shared by every model)")
     t.add_argument("--steps", type=positive_int, default=None,
-                   help="optimizer steps [1600]; warm-up is cut to a tenth of a shorter run")
+                   help="optimizer steps [1600]; warm-up is a tenth of them (--set "
+                        "train.warmup_steps=N to change)")
     t.add_argument("--batch-size", type=positive_int, default=None, help="[32]")
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate [1e-3]")
     t.add_argument("--d-model", type=positive_int, default=None, help="width d [128]")
