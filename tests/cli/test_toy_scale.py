@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from thoughtgrad.cli import main
+from thoughtgrad.cli import main, toy_scale
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
 from thoughtgrad.tasks.toy import TOKENIZER
 
@@ -93,7 +93,7 @@ def test_knobs_end_to_end_tiny(tmp_path):
     assert len(pd.read_parquet(out / "scale.parquet")) == len(df)
 
 
-SCALE_KEY = ["checkpoint", "knob", "k", "n"]
+SCALE_KEY = list(toy_scale.SCALE_KEY)
 
 
 def scale(checkpoint, out, *extra):

@@ -89,11 +89,6 @@ class Comparison:
 
 
 # -- spectra ----------------------------------------------------------------------------------
-def _ordered(values: Sequence[object], order: Sequence[str]) -> list[object]:
-    rank = {v: i for i, v in enumerate(order)}
-    return sorted(set(values), key=lambda v: (rank.get(v, len(rank)), str(v)))
-
-
 def dataset_of(source: str) -> str:
     """The dataset a ``source`` label belongs to: its last path part without its CoT-level
     and response-kind suffixes, stripped repeatedly

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from thoughtgrad.report.compare import COT_ORDER, ROLE_ORDER
 from thoughtgrad.report.figure_style import (
     GRAYS,
     integer_ticks,
@@ -28,8 +29,6 @@ from thoughtgrad.report.figure_style import (
     slug,
 )
 
-ROLE_ORDER = ("q", "k", "v", "o", "qkv", "gate", "up", "gate_up", "down")
-COT_ORDER = ("none", "half_steps", "simplified", "detailed")
 KIND_ORDER = ("correct", "irrelevant", "corrupted")
 ATTENTION = ("q", "k", "v", "o", "qkv")
 METRIC_LABELS = {
