@@ -113,3 +113,17 @@ def test_unwritable_directory_and_missing_table(tmp_path: Path) -> None:
     (tmp_path / "bad" / "manifest.json").write_text("{")
     with pytest.raises(UserError, match="corrupt manifest"):
         RunDir(tmp_path / "bad").manifest()
+
+
+def test_file_sha256_sees_every_change(tmp_path: Path) -> None:
+    import hashlib
+
+    from thoughtgrad.report.store import file_sha256
+
+    f = tmp_path / "data.jsonl"
+    for text in ("abc", "abcd", "abce"):  # a longer file, then the same size, new bytes
+        f.write_text(text)
+        st = f.stat()
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a later write's time
+        assert file_sha256(f) == hashlib.sha256(text.encode()).hexdigest()
+        assert file_sha256(f) == file_sha256(str(f))

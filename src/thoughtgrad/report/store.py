@@ -17,6 +17,7 @@ then rename), so a killed run keeps every shard it finished and loses nothing.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -48,11 +49,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes; a file unchanged in size and mtime since it was last
+    hashed by this process is not read again (a run checks its data more than once)."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
+        while block := fh.read(1 << 20):
             h.update(block)
     return h.hexdigest()
 
