@@ -349,7 +349,8 @@ def open_failures(failed: pd.DataFrame, measured: pd.DataFrame | set | None = No
     if measured is None or len(measured) == 0:
         return latest.reset_index(drop=True)
     if isinstance(measured, pd.DataFrame):
-        measured = set(_keys(measured, key)) if set(key) <= set(measured.columns) else set()
+        measured = (set(_keys(measured[key].drop_duplicates(), key))  # rows per matrix
+                    if set(key) <= set(measured.columns) else set())
     return latest[[k not in measured for k in _keys(latest, key)]].reset_index(drop=True)
 
 
