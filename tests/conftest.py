@@ -8,9 +8,17 @@ import torch
 
 from thoughtgrad.config import seed_everything
 
-# Tests use tiny models, for which one thread is faster than two and does not thrash
-# when other jobs share the machine's cores.
-torch.set_num_threads(1)
+torch.set_num_threads(1)  # also for module-scoped fixtures, which set up before the one below
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread for every test, restored after it (``thoughtgrad demo --threads``
+    changes it): tiny models run faster that way and do not thrash when other jobs share
+    the machine's two cores."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from thoughtgrad.cli import main
 
@@ -17,15 +16,6 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "layer
 LEVELS = {"gsm8k_train_no_cot": "none", "gsm8k_train_with_cot": "simplified",
           "gsm8k_train_with_cot_gpt4o": "detailed"}
 N_MATRICES = 2 * 7
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny ops on a shared 2-core box are far faster that way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ META = {"task": "fold", "regime": "cot", "style": "cot", "train_size": 20, "trai
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    torch.set_num_threads(1)
     cfg = GPTMiniConfig(vocab_size=TOKENIZER.vocab_size, block_size=64, n_layer=1, n_head=2,
                         d_model=16, n_loops=2)
     return GPTMini(cfg).save(tmp_path / "ckpt", extra=META)
@@ -73,7 +72,6 @@ def test_missing_checkpoint_is_one_line_error(tmp_path, capsys):
 
 
 def test_knobs_end_to_end_tiny(tmp_path):
-    torch.set_num_threads(1)
     out = tmp_path / "knobs"
     argv = ["toy", "knobs", "--task", "addition", "--layers", "1", "--cot-layers", "1",
             "--loop-layers", "1", "--loop-train", "2", "--loops", "1,3", "--steps", "2",

@@ -80,7 +80,6 @@ def test_sample_config_rejects_bad_input(kw, match):
 def trained():
     """A 1-block gpt_mini trained briefly on K = 2, 3 direct addition: right on some
     problems, wrong on others, so votes and pass@n are not all 0 or 1."""
-    torch.set_num_threads(1)
     cfg = ToyConfig(train_size=200, train_ks=(2, 3), eval_ks=(2, 3), eval_per_k=10,
                     device="cpu", model=GPTMiniConfig(vocab_size=21, block_size=40, n_layer=1,
                                                       n_head=2, d_model=32),

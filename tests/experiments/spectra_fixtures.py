@@ -8,22 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 QUESTIONS = [f"Tom has {i} apples and buys {i + 3} more. How many apples does he have?"
              for i in range(6)]
 COT = [f"He starts with {i}. He buys {i + 3}. {i} + {i + 3} = {2 * i + 3}.\n"
        f"The final answer is {2 * i + 3}" for i in range(6)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core box, tiny ops are ~50x slower with 2 threads
-    contending with other processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
