@@ -3,7 +3,7 @@
 
 Studies (one subpackage each): the toy CoT lab (``tasks``, ``models.gpt_mini``, ``train``,
 ``evaluate``), layer-wise gradient spectra (``spectra``), training dynamics (``dynamics``)
-and test-time compute (``evaluate``). Results go to a run directory (``report.store``).
+and test-time compute (``evaluate``). Results go to a run directory (``runs``).
 """
 
 __version__ = "0.1.0"

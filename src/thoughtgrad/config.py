@@ -142,7 +142,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def identity_of(cfg: Any, *, drop: Iterable[str] = ()) -> dict[str, Any]:
     """A config dataclass as the nested dict a run directory records as its identity
-    (:meth:`~thoughtgrad.report.store.RunDir.create`), without the dotted keys in ``drop``:
+    (:meth:`~thoughtgrad.runs.store.RunDir.create`), without the dotted keys in ``drop``:
     settings that change no number (``"device"``, ``"train.checkpoint_every"``) or that
     vary between the cells of one run directory (``"regime"``). Absent keys are ignored."""
     d = dataclasses.asdict(cfg)

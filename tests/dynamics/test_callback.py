@@ -17,7 +17,7 @@ from transformers import Trainer, TrainingArguments  # noqa: E402
 
 from thoughtgrad.dynamics.callback import DynamicsCallback  # noqa: E402
 from thoughtgrad.models.tiny import tiny_model  # noqa: E402
-from thoughtgrad.report.store import RunDir  # noqa: E402
+from thoughtgrad.runs.store import RunDir  # noqa: E402
 
 
 def make_trainer(out, run_dir, steps: int, *, logging_steps: int = 1,

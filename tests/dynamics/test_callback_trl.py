@@ -15,7 +15,7 @@ datasets = pytest.importorskip("datasets")
 
 from thoughtgrad.dynamics.callback import DynamicsCallback  # noqa: E402
 from thoughtgrad.models.tiny import build_tokenizer, tiny_model  # noqa: E402
-from thoughtgrad.report.store import RunDir  # noqa: E402
+from thoughtgrad.runs.store import RunDir  # noqa: E402
 
 GSM8K = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "layer_gradient" / \
     "cot_500" / "gsm8k_train_with_cot_gpt4o.json"

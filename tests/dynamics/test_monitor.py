@@ -17,7 +17,7 @@ from thoughtgrad.dynamics.probes import (
     DistanceProbe,
     GradNormProbe,
 )
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 from thoughtgrad.train.sft import Batch, lm_loss, train
 
 

@@ -23,7 +23,7 @@ from thoughtgrad.experiments.dynamics import (
 from thoughtgrad.experiments.dynamics_data import Example, toy_examples
 from thoughtgrad.experiments.toy import config_from_checkpoint
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig, read_checkpoint_meta
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 from thoughtgrad.tasks.encode import Encoded
 from thoughtgrad.tasks.toy import TOKENIZER, encode_example, get_task, response
 

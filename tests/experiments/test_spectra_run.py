@@ -16,7 +16,7 @@ from thoughtgrad.experiments.spectra_config import SpectraConfig
 from thoughtgrad.experiments.spectra_run import run_spectra
 from thoughtgrad.experiments.spectra_tables import COLUMNS
 from thoughtgrad.report.compare import open_failures
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 from thoughtgrad.tasks.encode import EncodeConfig, encode
 
 STATS = ["nuclear", "sigma_max", "ratio", "frobenius", "effective_rank", "loss"]

@@ -13,7 +13,7 @@ from spectra_fixtures import COT, QUESTIONS
 from thoughtgrad.experiments.spectra_config import SpectraConfig
 from thoughtgrad.experiments.spectra_run import run_spectra
 from thoughtgrad.experiments.spectra_tables import SAMPLE_COLUMNS
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 
 
 def _cfg(model_dir, data, **kw) -> SpectraConfig:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from thoughtgrad.report import figures, spectra_figures
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 
 ROLES = ("q", "k", "v", "o", "gate", "up", "down")
 XSS = "<script>alert(1)</script>"

@@ -160,7 +160,7 @@ class Progress:
 
 def run(args: argparse.Namespace) -> int:
     from thoughtgrad.experiments.spectra_run import check_resume, run_spectra
-    from thoughtgrad.report.store import RunDir
+    from thoughtgrad.runs.store import RunDir
 
     cfg = build_config(args)
     check_resume(cfg, RunDir(args.out))  # data bytes, before the manifest is touched

@@ -54,7 +54,7 @@ def cmd_surprisal(args: argparse.Namespace) -> int:
     from thoughtgrad.experiments.dynamics import measure_surprisal
     from thoughtgrad.experiments.dynamics_data import load_examples
     from thoughtgrad.models.hf import load_model
-    from thoughtgrad.report.store import RunDir
+    from thoughtgrad.runs.store import RunDir
 
     device = resolve_device(args.device)
     model = load_model(args.model, device=str(device))

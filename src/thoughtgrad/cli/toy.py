@@ -202,7 +202,7 @@ def print_accuracy(acc: pd.DataFrame, timings: pd.DataFrame | None = None) -> No
 
 def cmd_study(args: argparse.Namespace) -> int:
     from thoughtgrad.experiments.toy import read_timings, run_toy
-    from thoughtgrad.report.store import RunDir
+    from thoughtgrad.runs.store import RunDir
 
     cfg = build_config(args)
     tasks = args.task or [cfg.task]
@@ -225,7 +225,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from thoughtgrad.experiments.toy import checkpoint_name, split_for, train_regime
-    from thoughtgrad.report.store import RunDir
+    from thoughtgrad.runs.store import RunDir
 
     cfg = build_config(args, command="thoughtgrad toy train")
     run = RunDir.create(args.out or DEFAULT_OUT, command="toy train", config=cfg, seed=cfg.seed,
@@ -247,7 +247,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from thoughtgrad.experiments.toy import config_from_checkpoint, evaluate_regime, split_for
     from thoughtgrad.models.gpt_mini import GPTMini
-    from thoughtgrad.report.store import RunDir
+    from thoughtgrad.runs.store import RunDir
 
     given = [f"--{n.replace('_', '-')}" for n in STUDY_OPTIONS
              if getattr(args, n, None) not in (None, [])]

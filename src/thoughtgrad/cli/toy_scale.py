@@ -94,7 +94,7 @@ def _resolved(path: object) -> str:
 def checkpoint_digest(ckpt: str | Path) -> str:
     """First 16 hex digits of the SHA-256 of a checkpoint's weights file."""
     from thoughtgrad.models.gpt_mini import WEIGHTS_FILE
-    from thoughtgrad.report.store import file_sha256
+    from thoughtgrad.runs.store import file_sha256
 
     return file_sha256(Path(ckpt) / WEIGHTS_FILE)[:16]
 
@@ -141,7 +141,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
     )
     from thoughtgrad.experiments.toy import REGIME_STYLE, config_from_checkpoint, split_for
     from thoughtgrad.models.gpt_mini import GPTMini, read_checkpoint_meta
-    from thoughtgrad.report.store import RunDir
+    from thoughtgrad.runs.store import RunDir
     from thoughtgrad.tasks.toy import get_task
 
     sampling = _sample_config(args)
@@ -196,7 +196,7 @@ def cmd_loops(args: argparse.Namespace) -> int:
     from thoughtgrad.evaluate.scaling import label_scale_rows, loop_study
     from thoughtgrad.experiments.toy import REGIME_STYLE, config_from_checkpoint, split_for
     from thoughtgrad.models.gpt_mini import GPTMini, read_checkpoint_meta
-    from thoughtgrad.report.store import RunDir
+    from thoughtgrad.runs.store import RunDir
     from thoughtgrad.tasks.toy import get_task
 
     loops = _check_loops(args.loops)
@@ -249,7 +249,7 @@ def _knobs_toy(args: argparse.Namespace, toy):
 def cmd_knobs(args: argparse.Namespace) -> int:
     from thoughtgrad.cli.common import bar_factory
     from thoughtgrad.experiments.testtime import KnobsConfig, knobs_identity, run_knobs
-    from thoughtgrad.report.store import RunDir
+    from thoughtgrad.runs.store import RunDir
 
     base = KnobsConfig()
     toy = _knobs_toy(args, base.toy)

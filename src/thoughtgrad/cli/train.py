@@ -132,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dynamics_identity,
         run_dynamics,
     )
-    from thoughtgrad.report.store import RunDir
+    from thoughtgrad.runs.store import RunDir
 
     train_cfg = _train_config(args, args.model)
     probes = ProbeConfig(curvature_every=args.curvature_every,

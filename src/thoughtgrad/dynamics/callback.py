@@ -54,7 +54,7 @@ from thoughtgrad.dynamics.probes import (
     Probe,
     SpikeDetector,
 )
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 from thoughtgrad.train.sft import Batch, TrainState, total_grad_norm
 
 INIT_FILE = "dynamics_init.safetensors"

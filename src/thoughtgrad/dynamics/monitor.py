@@ -4,7 +4,7 @@
 
 :class:`DynamicsMonitor` is the callback the loop sees: it merges the probes' columns with
 the loop's own (regime, step, loss, lr, skipped, status) into one row per step and appends
-rows to a :class:`~thoughtgrad.report.store.RunDir` in shards, skipping steps already
+rows to a :class:`~thoughtgrad.runs.store.RunDir` in shards, skipping steps already
 written (a resumed run does not duplicate rows). A probe that raises at a step (out of
 memory, a NaN in the HVP, anything but an interrupt) is recorded in that row's ``status``
 and training goes on; a bad *setting* is refused when the probe is built, before training.

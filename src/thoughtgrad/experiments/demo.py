@@ -45,7 +45,7 @@ from thoughtgrad.experiments.demo_stages import (
     StageOutcome,
 )
 from thoughtgrad.experiments.toy import ToyConfig
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.toy import checkpoint_name
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 
 if TYPE_CHECKING:
     import pandas as pd

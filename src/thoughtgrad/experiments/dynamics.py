@@ -61,7 +61,7 @@ from thoughtgrad.experiments.dynamics_data import (
     make_batches,
     probe_batches,
 )
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 from thoughtgrad.tasks.encode import collate
 from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, logits_of, train
 
@@ -265,7 +265,7 @@ def measure_surprisal(model: nn.Module, examples: Sequence[Example], *, pad_id: 
 # -- identity -----------------------------------------------------------------------------
 def dynamics_identity(cfg: DynamicsConfig) -> dict[str, Any]:
     """The settings every regime of one run directory must share (stored as the run's
-    identity, :meth:`~thoughtgrad.report.store.RunDir.create`): model, data, dtype, the
+    identity, :meth:`~thoughtgrad.runs.store.RunDir.create`): model, data, dtype, the
     resolved training loop and the probes -- all but the regime (several share one
     directory), the device, and what does not change a number (checkpoint interval,
     offloading)."""

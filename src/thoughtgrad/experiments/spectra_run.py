@@ -11,7 +11,7 @@ settings).
 
 Resumable: samples already in ``spectra`` are skipped, keyed by ``(source, sample_id)``; the
 settings that change the numbers are the run's ``identity`` in the manifest
-(:meth:`thoughtgrad.report.store.RunDir.create` refuses another), and a data file whose
+(:meth:`thoughtgrad.runs.store.RunDir.create` refuses another), and a data file whose
 bytes changed is refused too. A batch that raises (out of memory, a runtime error) is
 retried sample by sample; a sample that still fails, or cannot be encoded (its prompt
 fills ``max_length``, no answer found for ``loss_span="answer"``), is appended to
@@ -48,7 +48,7 @@ from thoughtgrad.experiments.spectra_tables import (
     sample_rows,
     with_settings,
 )
-from thoughtgrad.report.store import RunDir, check_identity, file_sha256
+from thoughtgrad.runs.store import RunDir, check_identity, file_sha256
 from thoughtgrad.tasks.encode import EncodeConfig, EncodeError, collate, encode, token_batches
 from thoughtgrad.tasks.records import load_many
 
@@ -157,7 +157,7 @@ def data_hashes(cfg: SpectraConfig) -> dict[str, str]:
 def check_resume(cfg: SpectraConfig, run: RunDir) -> None:
     """Refuse (one line) to continue a run whose data bytes changed.
 
-    The settings are checked by :func:`thoughtgrad.report.store.check_identity` (called by
+    The settings are checked by :func:`thoughtgrad.runs.store.check_identity` (called by
     :meth:`RunDir.create` with ``identity=cfg.identity()``, and by :func:`run_spectra`).
     """
     old = run.manifest().get("data_sha256") or {}

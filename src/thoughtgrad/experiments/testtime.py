@@ -43,7 +43,7 @@ from thoughtgrad.evaluate.scaling import (
 )
 from thoughtgrad.experiments.toy import REGIME_STYLE, ToyConfig, split_for, train_regime
 from thoughtgrad.models.gpt_mini import GPTMini
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 from thoughtgrad.tasks.toy import Split, get_task
 from thoughtgrad.train.sft import TrainConfig
 

@@ -24,7 +24,7 @@ from thoughtgrad.config import resolve_device, seed_everything
 from thoughtgrad.errors import UserError
 from thoughtgrad.evaluate.accuracy import accuracy_table, error_counts, evaluate_accuracy
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig, read_checkpoint_meta
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 from thoughtgrad.tasks.toy import (
     TOKENIZER,
     Problem,

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Compare conditions across run directories: the Python API behind ``thoughtgrad compare``.
 
-Reads tables only (never a model). :func:`~thoughtgrad.report.runs.load_runs` gathers
+Reads tables only (never a model). :func:`~thoughtgrad.runs.load.load_runs` gathers
 every known table of the given runs (a ``run`` column says where a row came from);
 :func:`compare_runs` turns them into tidy DataFrames:
 
@@ -38,7 +38,7 @@ import pandas as pd
 
 from thoughtgrad.errors import UserError
 from thoughtgrad.report import stats, studies
-from thoughtgrad.report.runs import SPECTRA_REQUIRED, Runs, load_runs
+from thoughtgrad.runs.load import SPECTRA_REQUIRED, Runs, load_runs
 from thoughtgrad.tasks.records import dataset_stem
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from thoughtgrad.errors import UserError
-from thoughtgrad.report.store import RunDir, read_table
+from thoughtgrad.runs.store import RunDir, read_table
 
 
 def test_shards_append_and_read_back_in_order(tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_unwritable_directory_and_missing_table(tmp_path: Path) -> None:
 def test_file_sha256_sees_every_change(tmp_path: Path) -> None:
     import hashlib
 
-    from thoughtgrad.report.store import file_sha256
+    from thoughtgrad.runs.store import file_sha256
 
     f = tmp_path / "data.jsonl"
     for text in ("abc", "abcd", "abce"):  # a longer file, then the same size, new bytes

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from thoughtgrad.errors import UserError
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 
 TABLES = ("spectra", "spectra_failed", "spectra_samples", "accuracy", "errors", "dynamics",
           "layer_grad_norms", "surprisal", "scale")
