@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The report's dynamics tables are the per-regime summary of ``dynamics.summary`` (answer-only
-controls included) and its claims, computed once."""
+"""The report's dynamics tables are the per-regime summary of ``report.dynamics_summary``
+(answer-only controls included) and its claims, computed once."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from report_fixtures import make_run, make_toy_tables
 
-from thoughtgrad.dynamics.summary import claims, summarize
 from thoughtgrad.report.compare import CompareConfig, compare_runs
+from thoughtgrad.report.dynamics_summary import claims, summarize
 
 
 def _with_answer_control(dyn: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -125,13 +125,13 @@ def _train_config(args: argparse.Namespace, model_dir: str) -> object:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from thoughtgrad.cli.common import bar_factory
-    from thoughtgrad.dynamics.summary import claims, summarize
     from thoughtgrad.experiments.dynamics import (
         DynamicsConfig,
         ProbeConfig,
         dynamics_identity,
         run_dynamics,
     )
+    from thoughtgrad.report.dynamics_summary import claims, summarize
     from thoughtgrad.runs.store import RunDir
 
     train_cfg = _train_config(args, args.model)

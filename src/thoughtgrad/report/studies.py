@@ -6,13 +6,13 @@ surprisal and test-time compute. Tables in, tables out; missing columns become n
   one column per regime, and ``gap = cot - direct`` when both were evaluated.
 * ``errors`` - failure counts per task, regime and K, one column per error kind (from the
   ``errors`` table, or counted from ``accuracy.error_kind`` of incorrect rows).
-* ``dynamics`` - per regime, :func:`thoughtgrad.dynamics.summary.summarize`: steps, final
+* ``dynamics`` - per regime, :func:`thoughtgrad.report.dynamics_summary.summarize`: steps, final
   loss, mean gradient norm, spike count, mean cosine to the previous gradient, mean and last
   lambda_max, final distance from init, each beside its answer-only control
   (``*_answer``), and the non-finite steps and probe failures; columns no run measured
   are left out.
 * ``dynamics_claims`` - seed 000's claims, CoT vs direct, under the full and the
-  answer-only loss (:func:`thoughtgrad.dynamics.summary.claims`), when both regimes are
+  answer-only loss (:func:`thoughtgrad.report.dynamics_summary.claims`), when both regimes are
   present.
 * ``surprisal`` - per condition: tokens, mean surprisal (bits), mean p_true, mean logit-grad
   norm and the fraction of tokens inside the Lemma 2 bounds.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from thoughtgrad.dynamics.summary import claims, summarize
+from thoughtgrad.report.dynamics_summary import claims, summarize
 
 REGIME_ORDER = ("direct", "answer", "simplified", "cot")
 
@@ -85,7 +85,7 @@ def errors_table(tables: dict[str, pd.DataFrame], notes: list[str]) -> pd.DataFr
 def dynamics_tables(df: pd.DataFrame, notes: list[str]) -> dict[str, pd.DataFrame]:
     """``dynamics`` (one row per regime, in :data:`REGIME_ORDER`; all-NaN columns left out)
     and ``dynamics_claims`` (empty unless both ``cot`` and ``direct`` are present), both
-    from one :func:`~thoughtgrad.dynamics.summary.summarize` of the rows. Runs without the
+    from one :func:`~thoughtgrad.report.dynamics_summary.summarize` of the rows. Runs without the
     answer-only control (no ``grad_norm_answer``) show no answer-only spike count or claims
     rather than zeros."""
     if not _need("dynamics", df, ("regime", "step", "loss"), notes):

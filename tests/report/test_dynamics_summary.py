@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from thoughtgrad.dynamics.summary import CLAIMS, SUMMARY_COLUMNS, claims, summarize
+from thoughtgrad.report.dynamics_summary import CLAIMS, SUMMARY_COLUMNS, claims, summarize
 
 NAN = math.nan
 
