@@ -12,12 +12,12 @@ import pytest
 
 from thoughtgrad.cli import main
 from thoughtgrad.errors import UserError
-from thoughtgrad.experiments.demo import (
+from thoughtgrad.experiments.demo import run_demo
+from thoughtgrad.experiments.demo_config import (
     DemoConfig,
     DynamicsStage,
     ScaleStage,
     SpectraStage,
-    run_demo,
 )
 from thoughtgrad.experiments.toy import ToyConfig
 from thoughtgrad.models.gpt_mini import GPTMiniConfig

@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    from thoughtgrad.experiments.demo import DemoConfig, quick_config
+    from thoughtgrad.experiments.demo_config import DemoConfig, quick_config
 
     cfg = quick_config() if args.quick else DemoConfig()
     spectra = {k: v for k, v in {"data_dir": args.data_dir, "limit": args.limit}.items()

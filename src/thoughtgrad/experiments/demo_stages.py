@@ -25,7 +25,7 @@ from thoughtgrad.runs.store import RunDir
 if TYPE_CHECKING:
     import pandas as pd
 
-    from thoughtgrad.experiments.demo import DemoConfig, SpectraStage
+    from thoughtgrad.experiments.demo_config import DemoConfig, SpectraStage
 
 log = logging.getLogger(__name__)
 
