@@ -211,12 +211,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     run = RunDir.create(args.out or DEFAULT_OUT, command="toy", config=cfg, seed=cfg.seed,
                         identity=toy_identity(cfg), grid={"tasks": tasks, "train_sizes": sizes})
     t0 = time.perf_counter()
-    try:
+    with run.recording():
         acc = run_toy(cfg, run, tasks=tasks, train_sizes=sizes, progress_factory=bar_factory())
-    except BaseException as exc:
-        run.set_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                       error=str(exc))
-        raise
     run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
     print_accuracy(acc, read_timings(run))
     print(f"\nrun directory: {run.path}  (tables: accuracy, accuracy_by_k, errors, timings)")

@@ -263,12 +263,8 @@ def cmd_knobs(args: argparse.Namespace) -> int:
     run = RunDir.create(args.out, command="toy knobs", config=cfg, seed=toy.seed,
                         identity=knobs_identity(cfg))
     t0 = time.perf_counter()
-    try:
+    with run.recording():
         scale = run_knobs(cfg, run, progress_factory=bar_factory())
-    except BaseException as exc:
-        run.set_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                       error=str(exc))
-        raise
     run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
     print_scale(scale)
     print(f"\nrun directory: {run.path}  (tables: scale, timings)")

@@ -124,7 +124,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, *,
         if o.note and o.status != "completed":
             ctx.notes.append(f"demo stage {o.name} {o.status}: {o.note}")
 
-    try:
+    with demo.recording():
         for i, name in enumerate(STAGES[:-1], start=1):
             tag = f"[demo {i}/{n}] {name}:"
             if name in cfg.skip:
@@ -146,6 +146,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, *,
                 o = STAGE_FUNCS[name](ctx)
             except KeyboardInterrupt:
                 recorded[name] = {"status": "interrupted"}
+                demo.update_manifest(stages=recorded)
                 raise
             except Exception as exc:  # noqa: BLE001 - a failed stage must not stop the others
                 log.debug("stage %s failed", name, exc_info=True)
@@ -159,11 +160,6 @@ def run_demo(cfg: DemoConfig, out: str | Path, *,
                 say(f"{tag} {o.status}: {o.note}")
             record(o)
         report = _report_stage(ctx, recorded, outcomes, n)
-    except BaseException as exc:
-        demo.update_manifest(stages=recorded)
-        demo.set_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                        error=str(exc))
-        raise
     result = DemoResult(out, outcomes, *report)
     demo.set_status("failed" if result.failed else "completed", stages=recorded,
                     report=str(result.report) if result.report else None)

@@ -16,6 +16,7 @@ then rename), so a killed run keeps every shard it finished and loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import hashlib
@@ -24,7 +25,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,19 @@ class RunDir:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}")
         self.update_manifest(status=status, **fields)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[RunDir]:
+        """Run a block of work on this run: when it raises, the manifest says
+        ``interrupted`` (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the CLI) or
+        ``failed``, with the error's text, and the exception goes on. Recording
+        ``completed`` (with its summary fields) is left to the caller."""
+        try:
+            yield self
+        except BaseException as exc:
+            self.set_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                            error=str(exc))
+            raise
 
     # -- tables -------------------------------------------------------------------
     def table_path(self, name: str) -> Path:
