@@ -153,12 +153,15 @@ def test_sigterm_marks_the_run_interrupted(tmp_path: Path) -> None:
     code = ("import sys; from thoughtgrad.cli import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.Popen([sys.executable, "-c", code, "toy", "--steps", "100000",
                              "--train-size", "50", "--layers", "1", "--d-model", "32",
-                             "--device", "cpu", "--out", str(out)],
+                             "--device", "cpu", "--set", "train.checkpoint_every=5",
+                             "--out", str(out)],
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     state = out / "checkpoints"
     while not (out / "manifest.json").exists() or not state.exists():
-        assert time.time() < deadline and proc.poll() is None, proc.stderr.read()
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()  # before reading stderr, which would wait for the 100000 steps
+            pytest.fail(f"no checkpoint within the deadline: {proc.communicate()[1]}")
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130
