@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from thoughtgrad.dynamics.curvature import CurvatureProbe
+from thoughtgrad.dynamics.curvature import CurvatureProbe, check_curvature_method
 from thoughtgrad.dynamics.monitor import DynamicsMonitor
 from thoughtgrad.dynamics.probes import (
     CosineProbe,
@@ -82,10 +82,9 @@ class DynamicsCallback(TrainerCallback):
                  curvature_method: str = "lanczos", spike_tau: float | None = None,
                  probes: list[Probe] | None = None) -> None:
         SpikeDetector(tau=spike_tau)  # bad settings fail here, before the Trainer runs
-        if curvature_method not in ("lanczos", "power", "both") or curvature_every < 1:
-            raise ValueError(f"curvature_method must be lanczos, power or both and "
-                             f"curvature_every >= 1, got {curvature_method!r}, "
-                             f"{curvature_every}")
+        check_curvature_method(curvature_method)
+        if curvature_every < 1:
+            raise ValueError(f"curvature_every must be >= 1, got {curvature_every}")
         self.run = RunDir.create(run_dir, command="trainer-callback", regime=regime)
         self.regime = regime
         self._custom = probes

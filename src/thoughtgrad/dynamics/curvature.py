@@ -26,6 +26,18 @@ from thoughtgrad.train.sft import Batch, TrainState
 
 log = logging.getLogger(__name__)
 
+CURVATURE_METHODS = ("lanczos", "power", "both")
+"""How lambda_max is estimated: Lanczos, power iteration, or both side by side."""
+
+
+def check_curvature_method(method: str) -> str:
+    """``method`` when it is one of :data:`CURVATURE_METHODS`, else a one-line
+    ``ValueError``: the one check of the probe, the Trainer callback and the configs."""
+    if method not in CURVATURE_METHODS:
+        raise ValueError(f"unknown curvature method {method!r}; choose "
+                         f"{', '.join(CURVATURE_METHODS)}")
+    return method
+
 
 class CurvatureProbe(Probe):
     """lambda_max of the loss on a fixed probe batch every ``every`` steps (and at step 0
@@ -52,9 +64,7 @@ class CurvatureProbe(Probe):
                  tol: float = 1e-3, max_iter: int = 50, seed: int = 0,
                  answer_batch: Batch | None = None, loss_fn: LossFn = default_loss,
                  last_step: int | None = None) -> None:
-        if method not in ("lanczos", "power", "both"):
-            raise ValueError(f"unknown curvature method {method!r}; choose lanczos, power "
-                             "or both")
+        check_curvature_method(method)
         check_positive("curvature tol", tol)
         if every < 1 or max_iter < 1:
             raise ValueError(f"curvature every and max_iter must be >= 1, got {every}, "
