@@ -14,6 +14,7 @@ function of the step number).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -41,17 +42,30 @@ class TrainConfig:
     """Optimiser and loop settings; defaults are the toy lab's (seed 003), CPU-sized."""
 
     steps: int = 2000
+    """optimizer steps"""
     batch_size: int = 64
+    """training examples per step"""
     lr: float = 1e-3
+    """peak AdamW learning rate (linear warm-up, then cosine down to min_lr_ratio x lr)"""
     min_lr_ratio: float = 0.1
+    """final learning rate as a fraction of lr (1 = constant after warm-up)"""
     warmup_steps: int = 100
+    """linear warm-up steps"""
     weight_decay: float = 0.1
+    """AdamW weight decay"""
     beta1: float = 0.9
+    """AdamW beta1"""
     beta2: float = 0.99
+    """AdamW beta2"""
     grad_clip: float | None = 1.0
+    """global gradient-norm clip (0 or none = off)"""
     seed: int = 0
+    """seed of the init, the batches and the dropped steps"""
     checkpoint_every: int | None = None
+    """steps between checkpoints (resumption points)"""
     on_nonfinite: str = "stop"
+    """NaN/inf loss or gradient: stop (last good checkpoint kept) or skip the step with a
+    flag"""
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -65,6 +79,14 @@ class TrainConfig:
                             f"got {self.on_nonfinite!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise UserError(f"train config: grad_clip must be > 0 or None, got {self.grad_clip}")
+
+    def with_steps(self, steps: int) -> TrainConfig:
+        """This config for a run of ``steps`` steps; the warm-up keeps its share of the run
+        (at least one step when there is any). The one warm-up rule of every command."""
+        warmup = self.warmup_steps
+        if warmup and self.steps:
+            warmup = max(1, round(warmup * steps / self.steps))
+        return dataclasses.replace(self, steps=steps, warmup_steps=warmup)
 
 
 @dataclass
