@@ -64,6 +64,24 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
 
+def add_out_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, what: str,
+                   default: str | None = None, required: bool = False,
+                   metavar: str = "RUN_DIR", inherit: bool = False) -> None:
+    """``--out``: where a command writes, required or with one documented default (never
+    a directory derived from an input). ``inherit``: a subcommand's copy that keeps the
+    value given before the subcommand."""
+    shown = f" [default: {default}]" if default is not None else ""
+    parser.add_argument("--out", required=required, metavar=metavar, help=what + shown,
+                        default=argparse.SUPPRESS if inherit else default)
+
+
+def add_device_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--device`` for a command without a config: ``auto`` (CUDA when present, else CPU)."""
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ... "
+                             "[default: auto]")
+
+
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
              unit: str = "it", disable: bool | None = None) -> Iterator[T]:
     """A tqdm progress bar on stderr (hidden when stderr is not a terminal and CI is set)."""

@@ -18,6 +18,8 @@ or place work but do not change any number already written."""
 
 INITS = ("pretrained", "random")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+METHODS = ("fast", "reference")
+LOSS_REDUCTIONS = ("mean", "sum")
 
 
 @dataclass(frozen=True)
@@ -32,39 +34,69 @@ class SpectraConfig:
     """
 
     model: str
+    """a local model directory (config + safetensors) or a hub id"""
     data: tuple[str, ...]
+    """Alpaca-style .json array or .jsonl (instruction, input, output), or any
+    .json/.jsonl/.parquet with --prompt-field/--response-field; repeatable"""
     roles: tuple[str, ...] | None = None
+    """comma-separated roles among q,k,v,o,gate,up,down and the fused stored weights
+    qkv,gate_up (default: q,k,v,o,gate,up,down)"""
     batch_tokens: int = 4096
+    """memory bound: padded tokens per batch (samples x longest)"""
     max_length: int | None = None
+    """token bound per sample; longer responses are truncated from the end and counted in
+    the manifest (default: the model's maximum)"""
     dtype: str = "fp32"
+    """model weights: fp32, bf16, fp16, fp64"""
     device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
     method: str = "fast"
+    """fast: one batched backward, exact spectra from small QR cores; reference: the
+    paper's per-sample backward + full SVD (slow)"""
     limit: int | None = None
+    """only the first N records of each data file (raise it later to extend the same run)"""
     chat_template: bool = False
+    """encode with the tokenizer's chat template (system + user turn, generation prompt)
+    as for instruct models; default: prompt + newline + response as for base models"""
     system_prompt: str | None = None
+    """system turn with --chat-template (default: 'You are a helpful assistant.')"""
     trust_remote_code: bool = False
+    """allow a hub model's own Python code to run (off by default)"""
     condition: tuple[str, ...] | None = None
+    """condition label instead of the one inferred from file names: once for all files or
+    once per --data, in order"""
     prompt_field: str | None = None
+    """field holding the prompt (default: instruction + input)"""
     response_field: str | None = None
+    """field holding the response (default: output)"""
     loss_reduction: str = "mean"
+    """per-sample loss: mean over loss tokens (the paper's) or sum"""
     loss_span: str = "response"
+    """tokens carrying loss: the whole response, or only the final answer"""
     answer_pattern: str | None = None
+    """regex locating the answer for --loss-span answer (group 1, last match), instead of
+    the default answer finder described above"""
     init: str = "pretrained"
+    """random: re-initialise the same architecture (seeded), the untrained-model control"""
     seed: int = 0
+    """seed for --init random"""
     include_fused: bool = False
+    """also report fused stored weights (qkv, gate_up) whole"""
     attn_implementation: str = "eager"
+    """attention kernel: eager (exact in any dtype) or sdpa (faster; same numbers up to
+    rounding, so a run may resume with the other)"""
 
     def __post_init__(self) -> None:
         if not self.data:
             raise UserError("no data files: give at least one --data FILE")
         if self.init not in INITS:
             raise UserError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.loss_reduction not in ("mean", "sum"):
+        if self.loss_reduction not in LOSS_REDUCTIONS:
             raise UserError(f"loss_reduction must be mean or sum, got {self.loss_reduction!r}")
         if self.loss_span not in LOSS_SPANS:
             raise UserError(f"loss_span must be one of {', '.join(LOSS_SPANS)}, "
                             f"got {self.loss_span!r}")
-        if self.method not in ("fast", "reference"):
+        if self.method not in METHODS:
             raise UserError(f"method must be fast or reference, got {self.method!r}")
         if self.batch_tokens < 1:
             raise UserError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
