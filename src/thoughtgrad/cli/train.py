@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import time
-from pathlib import Path
 
 from thoughtgrad.cli.common import (
     HelpFormatter,
+    add_out_option,
     nonneg_float,
     positive_float,
     positive_int,
     print_table,
 )
+from thoughtgrad.cli.options import add_config_options, add_set_option, from_args
 from thoughtgrad.errors import UserError
 
 DESCRIPTION = """\
@@ -47,115 +46,79 @@ examples:
 """
 
 
+def _grad_clip(text: str) -> float | None:
+    """``--grad-clip``: a norm > 0, or 0 (or ``none``) for no clipping."""
+    return None if text.lower() == "none" or nonneg_float(text) == 0 else float(text)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from thoughtgrad.dynamics.curvature import CURVATURE_METHODS
+    from thoughtgrad.experiments.dynamics import (
+        HF_TRAIN,
+        REGIMES,
+        TOY_TRAIN,
+        DynamicsConfig,
+        ProbeConfig,
+    )
+
     p = sub.add_parser("train", help="fine-tune under a regime, recording training dynamics",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
-    p.add_argument("--model", required=True,
-                   help="gpt_mini checkpoint directory, or a Hugging Face model directory or id")
-    p.add_argument("--data", required=True,
-                   help="toy:addition / toy:fold (held-out toy problems; gpt_mini only), or an "
-                        "Alpaca-style JSON/JSONL file")
-    p.add_argument("--regime", required=True, choices=["cot", "direct", "answer"],
-                   help="cot = reasoning + answer; direct = a seeded half of the reasoning "
-                        "steps + answer (seed 000; differs from the toy lab's answer-only "
-                        "direct); answer = answer only")
-    p.add_argument("--steps", type=positive_int, required=True, help="optimizer steps")
-    p.add_argument("--out", required=True, help="run directory (created or resumed)")
-    p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="default: 4 for HF models (seed 000), 64 for gpt_mini (toy lab)")
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help="default: 1e-5 constant for HF models, the toy lab's 1e-3 schedule "
-                        "for gpt_mini")
-    p.add_argument("--seed", type=int, default=None, help="default: 42 (HF), 0 (gpt_mini)")
-    p.add_argument("--grad-clip", type=nonneg_float, default=1.0,
-                   help="global norm clip (0 = off)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=100)
-    p.add_argument("--on-nonfinite", choices=["stop", "skip"], default="stop",
-                   help="NaN/inf loss or gradient: stop (last good checkpoint kept) or skip "
-                        "the step with a flag")
-    p.add_argument("--curvature-every", type=positive_int, default=100,
-                   help="steps between lambda_max estimates (also at the first and last step)")
-    p.add_argument("--curvature-method", choices=["lanczos", "power", "both"],
-                   default="lanczos")
-    p.add_argument("--curvature-tol", type=positive_float, default=1e-3,
-                   help="relative change of lambda_max that stops the iteration")
-    p.add_argument("--curvature-max-iter", type=positive_int, default=30,
-                   help="HVP cap per estimate")
-    p.add_argument("--probe-batch", type=positive_int, default=8,
-                   help="samples in the fixed curvature probe batch")
-    p.add_argument("--spike-tau", type=nonneg_float, default=None,
-                   help="absolute gradient-norm threshold for a spike")
-    p.add_argument("--spike-factor", type=positive_float, default=3.0,
-                   help="relative spike: norm above this times the rolling median")
-    p.add_argument("--no-answer-control", action="store_true",
-                   help="skip the answer-only loss diagnostics (saves a backward per step)")
-    p.add_argument("--offload", action="store_true",
-                   help="keep the previous gradient and initial weights on the CPU")
-    p.add_argument("--limit", type=positive_int, default=None, help="use the first N samples")
-    p.add_argument("--max-length", type=positive_int, default=512)
-    p.add_argument("--chat-template", action="store_true",
-                   help="wrap prompts in the tokenizer's chat template (instruct models)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="fp32", help="model weights dtype (fp32, bf16, ...)")
+    base = DynamicsConfig(model="")
+    add_config_options(p, base, only=("model", "data", "regime"),
+                       required=("model", "data", "regime"), choices={"regime": REGIMES})
+    add_config_options(
+        p, TOY_TRAIN, prefix="train.", required=("steps",),
+        only=("steps", "batch_size", "lr", "seed", "grad_clip", "checkpoint_every",
+              "on_nonfinite"),
+        types_={"steps": positive_int, "batch_size": positive_int, "lr": positive_float,
+                "grad_clip": _grad_clip, "checkpoint_every": positive_int},
+        choices={"on_nonfinite": ("stop", "skip")},
+        defaults={name: f"{getattr(HF_TRAIN, name)} for HF models (seed 000), "
+                        f"{getattr(TOY_TRAIN, name)} for gpt_mini (toy lab)"
+                  for name in ("batch_size", "lr", "seed", "warmup_steps")
+                  if getattr(HF_TRAIN, name) != getattr(TOY_TRAIN, name)})
+    add_out_option(p, required=True, what="run directory (created or resumed)")
+    add_config_options(
+        p, ProbeConfig(), prefix="probes.", flags={"probe_batch_size": "--probe-batch"},
+        only=("curvature_every", "curvature_method", "curvature_tol", "curvature_max_iter",
+              "probe_batch_size", "spike_tau", "spike_factor", "answer_control", "offload"),
+        types_={"curvature_every": positive_int, "curvature_tol": positive_float,
+                "curvature_max_iter": positive_int, "probe_batch_size": positive_int,
+                "spike_tau": nonneg_float, "spike_factor": positive_float},
+        choices={"curvature_method": CURVATURE_METHODS})
+    add_config_options(p, base, only=("limit", "max_length", "chat_template", "device", "dtype",
+                                      "data_seed"),
+                       types_={"limit": positive_int, "max_length": positive_int})
+    add_set_option(p)
     p.set_defaults(func=cmd_train)
 
 
-def _train_config(args: argparse.Namespace, model_dir: str) -> object:
-    from thoughtgrad.experiments.dynamics import HF_TRAIN, TOY_TRAIN
+def build_config(args: argparse.Namespace):
+    """The DynamicsConfig the options describe; the optimiser defaults are the model
+    kind's (:data:`~thoughtgrad.experiments.dynamics.HF_TRAIN` or ``TOY_TRAIN``)."""
+    from thoughtgrad.experiments.dynamics import HF_TRAIN, TOY_TRAIN, DynamicsConfig
+    from thoughtgrad.models.gpt_mini import is_checkpoint
 
-    cfg_file = Path(model_dir) / "config.json"
-    toy = False
-    if cfg_file.is_file():
-        try:
-            toy = json.loads(cfg_file.read_text()).get("model_type") == "gpt_mini"
-        except json.JSONDecodeError:
-            toy = False
-    base = TOY_TRAIN if toy else HF_TRAIN
-    changes: dict[str, object] = {"steps": args.steps, "checkpoint_every": args.checkpoint_every,
-                                  "on_nonfinite": args.on_nonfinite,
-                                  "grad_clip": args.grad_clip or None}
-    for name in ("batch_size", "lr", "seed"):
-        value = getattr(args, name)
-        if value is not None:
-            changes[name] = value
-    if toy and base.warmup_steps >= args.steps:
-        changes["warmup_steps"] = max(1, args.steps // 10)
-    return dataclasses.replace(base, **changes)
+    train = TOY_TRAIN if is_checkpoint(args.model) else HF_TRAIN
+    steps = getattr(args, "train.steps")
+    cfg = DynamicsConfig(model=args.model, train=train.with_steps(steps))
+    return from_args(cfg, args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from thoughtgrad.cli.common import bar_factory
-    from thoughtgrad.experiments.dynamics import (
-        DynamicsConfig,
-        ProbeConfig,
-        dynamics_identity,
-        run_dynamics,
-    )
+    from thoughtgrad.experiments.dynamics import dynamics_identity, run_dynamics
     from thoughtgrad.report.dynamics_summary import claims, summarize
     from thoughtgrad.runs.store import RunDir
 
-    train_cfg = _train_config(args, args.model)
-    probes = ProbeConfig(curvature_every=args.curvature_every,
-                         curvature_method=args.curvature_method,
-                         curvature_tol=args.curvature_tol,
-                         curvature_max_iter=args.curvature_max_iter,
-                         probe_batch_size=args.probe_batch, spike_tau=args.spike_tau,
-                         spike_factor=args.spike_factor,
-                         answer_control=not args.no_answer_control, offload=args.offload)
-    cfg = DynamicsConfig(model=args.model, data=args.data, regime=args.regime,
-                         train=train_cfg, probes=probes, device=args.device, dtype=args.dtype,
-                         limit=args.limit, max_length=args.max_length,
-                         chat_template=args.chat_template)
+    cfg = build_config(args)
+    train_cfg = cfg.train
     run = RunDir.create(args.out, command="train", config=None, seed=train_cfg.seed,
                         identity=dynamics_identity(cfg))
     t0 = time.perf_counter()
-    try:
+    with run.recording():
         result, rows = run_dynamics(cfg, run,
-                                    progress=bar_factory()(args.regime, train_cfg.steps))
-    except BaseException as exc:
-        run.set_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                       error=str(exc))
-        raise
+                                    progress=bar_factory()(cfg.regime, train_cfg.steps))
     if result.stopped_reason:
         run.set_status("failed", error=result.stopped_reason)
         raise UserError(f"training stopped: {result.stopped_reason}; the rows so far and the "
@@ -170,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not ratios.empty:
         print_table(ratios, title="\nseed 000's claims, cot vs direct (ratio = cot / direct)",
                     floatfmt=".4g")
-    info = run.manifest().get(f"dynamics_{args.regime}", {})
+    info = run.manifest().get(f"dynamics_{cfg.regime}", {})
     failed = f", {info['failed']} could not be encoded (see dynamics_failed)" \
         if info.get("failed") else ""
     print(f"\n{info.get('samples', '?')} samples used{failed}")

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from thoughtgrad.config import identity_of, resolve_device, seed_everything
-from thoughtgrad.dynamics.curvature import CurvatureProbe
+from thoughtgrad.dynamics.curvature import CurvatureProbe, check_curvature_method
 from thoughtgrad.dynamics.monitor import DynamicsMonitor
 from thoughtgrad.dynamics.probes import (
     AnswerControlProbe,
@@ -71,8 +71,9 @@ REGIMES = ("cot", "direct", "answer")
 HF_TRAIN = TrainConfig(steps=1000, batch_size=4, lr=1e-5, warmup_steps=0, min_lr_ratio=1.0,
                        weight_decay=0.0, seed=42, checkpoint_every=100)
 """Seed 000's settings for Hugging Face models: batch 4, lr 1e-5 (constant), seed 42."""
-TOY_TRAIN = dataclasses.replace(TrainConfig(), steps=300, checkpoint_every=100)
-"""The toy lab's optimiser defaults (lr 1e-3, batch 64, warm-up then cosine), 300 steps."""
+TOY_TRAIN = dataclasses.replace(TrainConfig(), steps=300, warmup_steps=30, checkpoint_every=100)
+"""The toy lab's optimiser defaults (lr 1e-3, batch 64, warm-up then cosine), 300 steps
+with a tenth of them warm-up."""
 
 
 @dataclass(frozen=True)
@@ -80,22 +81,35 @@ class ProbeConfig:
     """Which probes run and how often; defaults fit a CPU."""
 
     curvature_every: int = 100
+    """steps between lambda_max estimates (also at the first and last step)"""
     curvature_method: str = "lanczos"
+    """lanczos, power, or both (both columns side by side)"""
     curvature_tol: float = 1e-3
+    """relative change of lambda_max that stops the iteration"""
     curvature_max_iter: int = 30
+    """HVP cap per estimate"""
     probe_batch_size: int = 8
+    """samples in the fixed curvature probe batch"""
     spike_tau: float | None = None
+    """absolute gradient-norm threshold for a spike"""
     spike_factor: float = 3.0
+    """relative spike: norm above this times the rolling median"""
     spike_window: int = 50
+    """steps in the rolling median of the relative spike"""
     per_layer: bool = True
+    """record per-layer gradient norms (the layer_grad_norms table)"""
     answer_control: bool = True
+    """the answer-only loss diagnostics at the same weights (a backward per step)"""
     answer_every: int = 1
+    """steps between answer-only diagnostics"""
     offload: bool = False
+    """keep the previous gradient and initial weights on the CPU"""
 
     def __post_init__(self) -> None:
-        if self.curvature_method not in ("lanczos", "power", "both"):
-            raise UserError(f"curvature method must be lanczos, power or both, got "
-                            f"{self.curvature_method!r}")
+        try:
+            check_curvature_method(self.curvature_method)
+        except ValueError as exc:
+            raise UserError(f"probe config: {exc}") from None
         for name in ("curvature_every", "curvature_max_iter", "probe_batch_size",
                      "answer_every", "spike_window"):
             value = getattr(self, name)
@@ -119,16 +133,27 @@ class DynamicsConfig:
     model kind (:data:`HF_TRAIN` or :data:`TOY_TRAIN`)."""
 
     model: str
+    """gpt_mini checkpoint directory, or a Hugging Face model directory or id"""
     data: str = "toy:addition"
+    """toy:addition / toy:fold (held-out toy problems; gpt_mini only), or an Alpaca-style
+    JSON/JSONL file"""
     regime: str = "cot"
+    """the supervised response: cot = reasoning + answer; direct = a seeded half of the
+    reasoning steps + answer (seed 000); answer = answer only"""
     train: TrainConfig | None = None
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
     dtype: str = "fp32"
+    """model weights dtype (fp32, bf16, ...)"""
     limit: int | None = None
+    """only the first N records of the data file"""
     max_length: int | None = 512
+    """token bound per sample"""
     chat_template: bool = False
+    """wrap prompts in the tokenizer's chat template (instruct models)"""
     data_seed: int = 0
+    """seed of the dropped reasoning steps"""
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:

@@ -365,6 +365,16 @@ class GPTMini(nn.Module):
         return model.to(device).eval()
 
 
+def is_checkpoint(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a gpt_mini checkpoint (its ``config.json`` says
+    ``model_type`` gpt_mini); false for a Hugging Face model directory or a hub id."""
+    p = Path(directory) / CONFIG_FILE
+    try:
+        return json.loads(p.read_text()).get("model_type") == "gpt_mini"
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+
+
 def read_checkpoint_meta(directory: str | Path) -> dict:
     """The checkpoint's ``config.json`` (model config plus extras such as task and regime)."""
     if not Path(directory).is_dir():
