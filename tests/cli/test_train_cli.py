@@ -59,10 +59,10 @@ def test_train_toy_regimes_resume_and_tables(toy_base, tmp_path, capsys) -> None
     assert manifest["dynamics_direct"]["samples"] == manifest["dynamics_cot"]["samples"] == 64
 
 
-def test_hessian_json_matches_api(toy_base, capsys) -> None:
+def test_hessian_json_matches_api(toy_base, tmp_path, capsys) -> None:
     rc = main(["hessian", "--model", str(toy_base), "--data", "toy:addition", "--limit", "4",
                "--top-k", "2", "--json", "--trace-samples", "3", "--max-iter", "60",
-               "--tol", "1e-8"])
+               "--tol", "1e-8", "--out", str(tmp_path / "h")])
     assert rc == 0
     obj = json.loads(capsys.readouterr().out)
     assert set(obj) == {"eigenvalues", "trace", "hvps"}
@@ -84,6 +84,10 @@ def test_hessian_json_matches_api(toy_base, capsys) -> None:
                              k=2, tol=1e-8, max_iter=60)
     assert obj["eigenvalues"][0] == pytest.approx(ref.eigenvalues[0] - 50.0, rel=1e-3)
     assert obj["eigenvalues"] == pytest.approx(lz.eigenvalues, rel=1e-6)
+    table = pd.read_parquet(tmp_path / "h" / "hessian.parquet")  # a run directory too
+    assert list(table.layer) == ["all"]
+    assert list(table[["lambda_1", "lambda_2"]].iloc[0]) == pytest.approx(obj["eigenvalues"])
+    assert json.loads((tmp_path / "h" / "manifest.json").read_text())["status"] == "completed"
 
 
 def test_surprisal_cli_tables(toy_base, tmp_path, capsys) -> None:

@@ -1,0 +1,138 @@
+# SPDX-License-Identifier: MIT
+"""The Hessian study behind ``thoughtgrad hessian``: top eigenvalues and the Hutchinson
+trace of the mean response-token cross-entropy at a model's weights, for all parameters
+and, optionally, for each block alone (the Hessian's diagonal blocks)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from thoughtgrad.errors import UserError
+from thoughtgrad.experiments.dynamics import REGIMES
+from thoughtgrad.tasks.encode import LOSS_SPANS
+
+HESSIAN_METHODS = ("lanczos", "power")
+
+
+@dataclass(frozen=True)
+class HessianConfig:
+    """One Hessian measurement (saved in the run's manifest)."""
+
+    model: str
+    """gpt_mini checkpoint or Hugging Face model directory / id"""
+    data: str = "toy:addition"
+    """toy:<task> or an Alpaca-style JSON/JSONL file"""
+    regime: str = "cot"
+    """response variant (cot = the data's responses unchanged)"""
+    loss_span: str = "response"
+    """which response tokens carry the loss"""
+    top_k: int = 1
+    """eigenvalues to find (largest algebraic)"""
+    method: str = "lanczos"
+    """lanczos (full reorthogonalisation) or power (iteration with deflation)"""
+    tol: float = 1e-4
+    """relative change of the estimates that stops the iteration (> 0)"""
+    max_iter: int = 100
+    """HVP cap per eigen-solve"""
+    trace_samples: int = 20
+    """Rademacher vectors for the Hutchinson trace (0 = skip)"""
+    per_layer: bool = False
+    """also each block on its own (layer -1 = embeddings, final norm and LM head)"""
+    limit: int = 8
+    """only the first N records of the data file: the samples in the loss"""
+    max_length: int = 512
+    """token bound per sample"""
+    chat_template: bool = False
+    """wrap prompts in the tokenizer's chat template (instruct models)"""
+    seed: int = 0
+    """seed of the dropped steps, the start vectors and the Rademacher vectors"""
+    device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
+
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise UserError(f"unknown regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
+        if self.loss_span not in LOSS_SPANS:
+            raise UserError(f"loss_span must be one of {', '.join(LOSS_SPANS)}")
+        if self.method not in HESSIAN_METHODS:
+            raise UserError(f"method must be one of {', '.join(HESSIAN_METHODS)}")
+
+
+@dataclass
+class HessianResult:
+    """All parameters' estimates (``whole``), each block's (``layers``), samples used."""
+
+    whole: dict[str, Any]
+    layers: list[dict[str, Any]]
+    samples: int
+
+    def table(self) -> pd.DataFrame:
+        """The ``hessian`` table: one row per parameter set (``all`` or a layer index),
+        lambda_1..k, trace (NaN when skipped), trace_stderr, hvps, converged."""
+        rows = [{"layer": "all", **self.whole}, *self.layers]
+        return pd.DataFrame([{
+            "layer": str(r["layer"]),
+            **{f"lambda_{i + 1}": v for i, v in enumerate(r["eigenvalues"])},
+            "trace": r["trace"], "trace_stderr": r.get("trace_stderr", math.nan),
+            "hvps": r["hvps"], "converged": r["converged"]} for r in rows])
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` object: eigenvalues, trace (null when skipped), hvps in total,
+        and per layer the same when measured."""
+        def trace(r: dict[str, Any]) -> float | None:
+            return None if math.isnan(r["trace"]) else r["trace"]
+
+        obj: dict[str, Any] = {
+            "eigenvalues": self.whole["eigenvalues"], "trace": trace(self.whole),
+            "hvps": self.whole["hvps"] + sum(r["hvps"] for r in self.layers)}
+        if self.layers:
+            obj["layers"] = [{"layer": r["layer"], "eigenvalues": r["eigenvalues"],
+                              "trace": trace(r), "hvps": r["hvps"]} for r in self.layers]
+        return obj
+
+
+def measure_hessian(cfg: HessianConfig) -> HessianResult:
+    """Load the model and data, then solve for all parameters and, with ``per_layer``,
+    for each block's parameters alone (model in eval mode, attention double-backward-safe)."""
+    from thoughtgrad.config import resolve_device
+    from thoughtgrad.dynamics.attention import hvp_attention
+    from thoughtgrad.dynamics.hessian import hutchinson_trace, top_eigenvalues
+    from thoughtgrad.dynamics.probes import default_loss, eval_mode, layer_index
+    from thoughtgrad.experiments.dynamics_data import load_examples, probe_batches
+    from thoughtgrad.models.hf import load_model
+
+    device = resolve_device(cfg.device)
+    model = load_model(cfg.model, device=str(device))
+    examples, pad_id, _ = load_examples(model, cfg.model, cfg.data, cfg.regime, seed=cfg.seed,
+                                        limit=cfg.limit, max_length=cfg.max_length,
+                                        chat_template=cfg.chat_template)
+    full, answer = probe_batches(examples, len(examples), pad_id)
+    batch = (answer if cfg.loss_span == "answer" else full).to(device)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def loss():
+        return default_loss(model, batch)
+
+    def measure(params: list) -> dict[str, Any]:
+        k = min(cfg.top_k, sum(p.numel() for p in params))
+        res = top_eigenvalues(loss, params, k=k, method=cfg.method, tol=cfg.tol,
+                              max_iter=cfg.max_iter, seed=cfg.seed)
+        out = {"eigenvalues": res.eigenvalues, "trace": math.nan, "hvps": res.hvps,
+               "converged": res.converged}
+        if cfg.trace_samples > 0:
+            tr = hutchinson_trace(loss, params, n_samples=cfg.trace_samples, seed=cfg.seed)
+            out.update(trace=tr.trace, hvps=res.hvps + tr.hvps, trace_stderr=tr.stderr)
+        return out
+
+    with eval_mode(model), hvp_attention(model):
+        whole = measure([p for _, p in named])
+        layers = []
+        if cfg.per_layer:
+            for layer in sorted({layer_index(n) for n, _ in named}):
+                r = measure([p for n, p in named if layer_index(n) == layer])
+                layers.append({"layer": layer, **r})
+    return HessianResult(whole, layers, len(examples))
