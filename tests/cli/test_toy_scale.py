@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from thoughtgrad.cli import main, toy_scale
+from thoughtgrad.cli import main
+from thoughtgrad.experiments.scale import SCALE_KEY as SCALE_COLUMNS
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
 from thoughtgrad.tasks.toy import TOKENIZER
 
@@ -91,7 +92,7 @@ def test_knobs_end_to_end_tiny(tmp_path):
     assert len(pd.read_parquet(out / "scale.parquet")) == len(df)
 
 
-SCALE_KEY = list(toy_scale.SCALE_KEY)
+SCALE_KEY = list(SCALE_COLUMNS)
 
 
 def scale(checkpoint, out, *extra):

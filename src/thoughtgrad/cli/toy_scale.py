@@ -18,29 +18,45 @@ from pathlib import Path
 
 import pandas as pd
 
-from thoughtgrad.cli.common import HelpFormatter, int_list, positive_int, print_table
+from thoughtgrad.cli.common import (
+    HelpFormatter,
+    add_device_option,
+    add_out_option,
+    int_list,
+    positive_int,
+    print_table,
+)
+from thoughtgrad.cli.options import (
+    add_config_options,
+    add_set_option,
+    given_options,
+    overrides_of,
+)
 from thoughtgrad.errors import UserError
 
 DEFAULT_SCALE_OUT = "runs/testtime-scale"
 DEFAULT_KNOBS_OUT = "runs/testtime-knobs"
+DEFAULT_LOOPS_OUT = "runs/testtime-loops"
 
 
-def _sampling_args(p: argparse.ArgumentParser, *, samples: str) -> None:
-    g = p.add_argument_group("sampling")
-    g.add_argument("--samples", type=int_list, default=int_list(samples),
-                   help=f"sample budgets n; N = the largest is drawn once per problem "
-                        f"[{samples}]")
-    g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (> 0)")
-    g.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens")
-    g.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1]")
-    g.add_argument("--sample-seed", type=int, default=0, help="seed of the sampling generator")
+SCALE_SAMPLES = (1, 2, 4, 8, 16, 32, 64)
+"""``toy scale``'s sample budgets."""
+KNOBS_SAMPLES = (1, 2, 4, 8, 16)
+"""``toy knobs``' sample budgets."""
 
 
-def _sample_config(args: argparse.Namespace):
+def _sampling_args(p: argparse.ArgumentParser, *, samples: tuple[int, ...]) -> None:
     from thoughtgrad.evaluate.scaling import SampleConfig
 
-    return SampleConfig(samples=tuple(args.samples), temperature=args.temperature,
-                        top_k=args.top_k, top_p=args.top_p, seed=args.sample_seed)
+    add_config_options(p.add_argument_group("sampling"), SampleConfig(samples=samples),
+                       prefix="sampling.", flags={"seed": "--sample-seed"},
+                       types_={"temperature": float, "top_k": int, "top_p": float})
+
+
+def _sample_config(args: argparse.Namespace, *, samples: tuple[int, ...]):
+    from thoughtgrad.evaluate.scaling import SampleConfig
+
+    return given_options(SampleConfig(samples=samples), args, prefix="sampling.")
 
 
 def _check_loops(loops: list[int]) -> tuple[int, ...]:
@@ -48,13 +64,6 @@ def _check_loops(loops: list[int]) -> tuple[int, ...]:
         if r < 1:
             raise UserError(f"loops (r) must be >= 1, got {r}")
     return tuple(loops)
-
-
-def model_label(meta: dict) -> str:
-    """``direct-L4``, ``cot-L4`` or ``looped-L2-r3`` from a toy checkpoint's config."""
-    base = f"{meta.get('regime', 'model')}-L{meta.get('n_layer')}"
-    r = int(meta.get("n_loops", 1))
-    return f"looped-L{meta.get('n_layer')}-r{r}" if r > 1 else base
 
 
 def print_scale(scale: pd.DataFrame) -> None:
@@ -77,74 +86,18 @@ def print_scale(scale: pd.DataFrame) -> None:
                     floatfmt=".1f")
 
 
-def _device(name: str | None) -> str:
+def _device(name: str) -> str:
     from thoughtgrad.config import resolve_device
 
-    return str(resolve_device(name or "auto"))
-
-
-SCALE_KEY = ("checkpoint", "knob", "k", "n")
-"""What one ``toy scale`` / ``toy loops`` row measures; a re-run skips keys already there."""
-
-
-def _resolved(path: object) -> str:
-    return str(Path(str(path)).resolve())
-
-
-def checkpoint_digest(ckpt: str | Path) -> str:
-    """First 16 hex digits of the SHA-256 of a checkpoint's weights file."""
-    from thoughtgrad.models.gpt_mini import WEIGHTS_FILE
-    from thoughtgrad.runs.store import file_sha256
-
-    return file_sha256(Path(ckpt) / WEIGHTS_FILE)[:16]
-
-
-def measured(run, ckpt: str | Path, digest: str) -> set[tuple[str, int, int]]:
-    """``(knob, k, n)`` of the rows already in ``run``'s scale table for ``ckpt`` (matched
-    by resolved path). One-line :class:`UserError` when those rows were measured on other
-    weights (the checkpoint was retrained in place)."""
-    if not run.has_table("scale"):
-        return set()
-    prev = run.read("scale")
-    if "checkpoint" not in prev:
-        return set()
-    prev = prev[prev["checkpoint"].map(_resolved) == _resolved(ckpt)]
-    if "checkpoint_sha256" in prev:
-        other = set(prev["checkpoint_sha256"].dropna()) - {digest}
-        if other:
-            raise UserError(f"{run.path}: rows of checkpoint {ckpt} were measured on other "
-                            "weights (it changed since); use a new --out")
-    return {(str(kn), int(k), int(n)) for kn, k, n in
-            prev[["knob", "k", "n"]].itertuples(index=False)}
-
-
-def only_new(df: pd.DataFrame, done: set[tuple[str, int, int]]) -> pd.DataFrame:
-    """Rows of ``df`` whose ``(knob, k, n)`` is not in ``done``."""
-    keep = [(str(kn), int(k), int(n)) not in done
-            for kn, k, n in zip(df["knob"], df["k"], df["n"], strict=True)]
-    return df[keep].reset_index(drop=True)
-
-
-def rows_of(run, checkpoints: list[str]) -> pd.DataFrame:
-    """The scale rows of the given checkpoints (every run so far, by resolved path)."""
-    prev = run.read("scale")
-    wanted = {_resolved(c) for c in checkpoints}
-    return prev[prev["checkpoint"].map(_resolved).isin(wanted)].reset_index(drop=True)
+    return str(resolve_device(name))
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from thoughtgrad.evaluate.scaling import (
-        greedy_study,
-        label_scale_rows,
-        loop_study,
-        sample_study,
-    )
-    from thoughtgrad.experiments.toy import REGIME_STYLE, config_from_checkpoint, split_for
-    from thoughtgrad.models.gpt_mini import GPTMini, read_checkpoint_meta
+    from thoughtgrad.experiments.scale import scale_checkpoints
+    from thoughtgrad.models.gpt_mini import read_checkpoint_meta
     from thoughtgrad.runs.store import RunDir
-    from thoughtgrad.tasks.toy import get_task
 
-    sampling = _sample_config(args)
+    sampling = _sample_config(args, samples=SCALE_SAMPLES)
     loops = _check_loops(args.loops) if args.loops else ()
     device = _device(args.device)
     for ckpt in args.checkpoint:
@@ -155,76 +108,27 @@ def cmd_scale(args: argparse.Namespace) -> int:
                                 "loops": list(loops)}, seed=sampling.seed,
                         identity={"sampling": dataclasses.asdict(sampling)})
     t0 = time.perf_counter()
-    for ckpt in args.checkpoint:
-        cfg, regime = config_from_checkpoint(ckpt)
-        digest = checkpoint_digest(ckpt)
-        done = measured(run, ckpt, digest)
-        ks = sorted(cfg.eval_ks)
-
-        def missing(knob: str, n: int, done: set = done, ks: list = ks) -> bool:
-            return any((knob, k, n) not in done for k in ks)
-
-        todo_loops = [r for r in loops if missing("loops", r)]
-        todo_samples = any(missing("samples", n) for n in sampling.samples)
-        if not (missing("greedy", 1) or todo_samples or todo_loops):
-            continue
-        meta = read_checkpoint_meta(ckpt)
-        model = GPTMini.load(ckpt, device=device)
-        task, style, split = get_task(cfg.task), REGIME_STYLE[regime], split_for(cfg)
-        parts = []
-        if missing("greedy", 1):
-            parts.append(greedy_study(model, task, split.eval, style, device=device))
-        if todo_samples:
-            parts.append(sample_study(model, task, split.eval, style, sampling, device=device))
-        if todo_loops:
-            parts.append(loop_study(model, task, split.eval, style, todo_loops, device=device))
-        df = only_new(pd.concat(parts, ignore_index=True), done)
-        labels = {"task": cfg.task, "model": model_label(meta), "regime": regime,
-                  "n_layer": model.config.n_layer, "n_loops_train": model.config.n_loops,
-                  "params": model.num_params()}
-        df = label_scale_rows(df, labels, temperature=sampling.temperature,
-                              train_ks=cfg.train_ks)
-        df["checkpoint"], df["checkpoint_sha256"] = str(ckpt), digest
-        run.append("scale", df)
+    with run.recording():
+        rows = scale_checkpoints(run, args.checkpoint, sampling, loops, device)
     run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
-    print_scale(rows_of(run, args.checkpoint))
+    print_scale(rows)
     print(f"\nscale table: {run.table_path('scale')}")
     return 0
 
 
 def cmd_loops(args: argparse.Namespace) -> int:
-    from thoughtgrad.evaluate.scaling import label_scale_rows, loop_study
-    from thoughtgrad.experiments.toy import REGIME_STYLE, config_from_checkpoint, split_for
-    from thoughtgrad.models.gpt_mini import GPTMini, read_checkpoint_meta
+    from thoughtgrad.experiments.scale import loop_checkpoint
     from thoughtgrad.runs.store import RunDir
-    from thoughtgrad.tasks.toy import get_task
 
     loops = _check_loops(args.loops)
-    device = _device(args.device)
-    cfg, regime = config_from_checkpoint(args.checkpoint)
-    meta = read_checkpoint_meta(args.checkpoint)
-    out = Path(args.out) if args.out else Path(args.checkpoint)
-    run = RunDir.create(out, command="toy loops",
+    run = RunDir.create(args.out, command="toy loops",
                         config={"checkpoint": str(args.checkpoint), "loops": list(loops)},
-                        identity={"checkpoint": _resolved(args.checkpoint)})
-    digest = checkpoint_digest(args.checkpoint)
-    done = measured(run, args.checkpoint, digest)
-    todo = [r for r in loops if any(("loops", k, r) not in done for k in cfg.eval_ks)]
-    model = GPTMini.load(args.checkpoint, device=device)
-    if todo:
-        df = loop_study(model, get_task(cfg.task), split_for(cfg).eval, REGIME_STYLE[regime],
-                        todo, device=device)
-        labels = {"task": cfg.task, "model": model_label(meta), "regime": regime,
-                  "n_layer": model.config.n_layer, "n_loops_train": model.config.n_loops,
-                  "params": model.num_params()}
-        df = label_scale_rows(only_new(df, done), labels, temperature=0.0,
-                              train_ks=cfg.train_ks)
-        df["checkpoint"], df["checkpoint_sha256"] = str(args.checkpoint), digest
-        run.append("scale", df)
+                        identity={"checkpoint": str(Path(args.checkpoint).resolve())})
+    with run.recording():
+        rows, trained = loop_checkpoint(run, args.checkpoint, loops, _device(args.device))
     run.set_status("completed")
-    rows = rows_of(run, [args.checkpoint])
-    print_scale(rows[rows["knob"] == "loops"])
-    print(f"\ntrained at r = {model.config.n_loops}; scale table: {run.table_path('scale')}")
+    print_scale(rows)
+    print(f"\ntrained at r = {trained}; scale table: {run.table_path('scale')}")
     return 0
 
 
@@ -239,11 +143,11 @@ def _knobs_toy(args: argparse.Namespace, toy):
     top = {k: v for k, v in {"train_size": args.train_size, "eval_per_k": args.eval_per_k,
                              "seed": args.seed, "device": args.device}.items()
            if v is not None}
-    if "steps" in train:  # warm-up stays a tenth of the run, as at the default 1600 / 160
-        train["warmup_steps"] = max(1, train["steps"] // 10)
-    toy = dataclasses.replace(toy, model=dataclasses.replace(toy.model, **model),
-                              train=dataclasses.replace(toy.train, **train), **top)
-    return apply_overrides(toy, args.overrides)
+    steps = train.pop("steps", toy.train.steps)
+    toy = dataclasses.replace(
+        toy, model=dataclasses.replace(toy.model, **model),
+        train=dataclasses.replace(toy.train.with_steps(steps), **train), **top)
+    return apply_overrides(toy, overrides_of(args))
 
 
 def cmd_knobs(args: argparse.Namespace) -> int:
@@ -258,7 +162,8 @@ def cmd_knobs(args: argparse.Namespace) -> int:
               "cot_layers": args.cot_layers, "loop_layers": args.loop_layers,
               "loop_train": args.loop_train,
               "loops": _check_loops(args.loops) if args.loops else None}
-    cfg = dataclasses.replace(base, toy=toy, sampling=_sample_config(args),
+    cfg = dataclasses.replace(base, toy=toy,
+                              sampling=_sample_config(args, samples=base.sampling.samples),
                               **{k: v for k, v in chosen.items() if v is not None})
     run = RunDir.create(args.out, command="toy knobs", config=cfg, seed=toy.seed,
                         identity=knobs_identity(cfg))
@@ -283,11 +188,12 @@ def register_scale(tsub: argparse._SubParsersAction) -> None:
         "positions and FLOPs.")
     s.add_argument("--checkpoint", action="append", required=True,
                    help="toy checkpoint directory (repeatable: direct and CoT models)")
-    _sampling_args(s, samples="1,2,4,8,16,32,64")
+    _sampling_args(s, samples=SCALE_SAMPLES)
     s.add_argument("--loops", type=int_list, default=None,
                    help="also greedy-decode at these loop counts r (looped models)")
-    s.add_argument("--device", default=None, help="auto, cpu, cuda ...")
-    s.add_argument("--out", default=DEFAULT_SCALE_OUT, help="run directory")
+    add_device_option(s)
+    add_out_option(s, default=DEFAULT_SCALE_OUT, what="run directory")
+    add_set_option(s)
     s.set_defaults(func=cmd_scale)
 
     lp = tsub.add_parser(
@@ -298,8 +204,8 @@ def register_scale(tsub: argparse._SubParsersAction) -> None:
     lp.add_argument("--checkpoint", required=True, help="toy checkpoint directory")
     lp.add_argument("--loops", type=int_list, default=[1, 2, 3, 4, 6, 8],
                     help="loop counts r, e.g. 1,2,4,8")
-    lp.add_argument("--device", default=None, help="auto, cpu, cuda ...")
-    lp.add_argument("--out", default=None, help="run directory [default: the checkpoint dir]")
+    add_device_option(lp)
+    add_out_option(lp, default=DEFAULT_LOOPS_OUT, what="run directory")
     lp.set_defaults(func=cmd_loops)
 
     k = tsub.add_parser(
@@ -323,7 +229,7 @@ def register_scale(tsub: argparse._SubParsersAction) -> None:
                    help="loop counts r at evaluation [1,2,3,4,6,8]")
     t = k.add_argument_group("training (shared by every model)")
     t.add_argument("--steps", type=positive_int, default=None,
-                   help="optimizer steps [1600]; warm-up is a tenth of them (--set "
+                   help="optimizer steps [1600]; warm-up keeps its tenth of them (--set "
                         "train.warmup_steps=N to change)")
     t.add_argument("--batch-size", type=positive_int, default=None, help="[32]")
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate [1e-3]")
@@ -334,9 +240,9 @@ def register_scale(tsub: argparse._SubParsersAction) -> None:
     t.add_argument("--eval-per-k", type=positive_int, default=None,
                    help="held-out problems per K [100]")
     t.add_argument("--seed", type=int, default=None, help="data, init and batch seed [0]")
-    t.add_argument("--device", default=None, help="auto, cpu, cuda ...")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a toy config field, e.g. --set train.warmup_steps=50")
-    _sampling_args(k, samples="1,2,4,8,16")
-    k.add_argument("--out", default=DEFAULT_KNOBS_OUT, help="run directory")
+    t.add_argument("--device", default=None,
+                   help="auto (CUDA when present, else CPU), cpu, cuda ... [default: auto]")
+    add_set_option(t)
+    _sampling_args(k, samples=KNOBS_SAMPLES)
+    add_out_option(k, default=DEFAULT_KNOBS_OUT, what="run directory")
     k.set_defaults(func=cmd_knobs)

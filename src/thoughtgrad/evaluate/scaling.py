@@ -43,10 +43,15 @@ class SampleConfig:
     temperature, optional top-k / top-p, and the generator seed."""
 
     samples: tuple[int, ...] = (1, 2, 4, 8, 16)
+    """sample budgets n; N = the largest is drawn once per problem"""
     temperature: float = 0.8
+    """sampling temperature (> 0)"""
     top_k: int | None = None
+    """keep the k most likely tokens"""
     top_p: float | None = None
+    """nucleus mass in (0, 1]"""
     seed: int = 0
+    """seed of the sampling generator"""
 
     def __post_init__(self) -> None:
         if not self.samples:
