@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -28,6 +27,7 @@ from thoughtgrad.config import apply_overrides
 from thoughtgrad.errors import UserError
 
 DEFAULT_OUT = "runs/toy"
+DEFAULT_EVAL_OUT = "runs/toy-eval"
 
 DESCRIPTION = """\
 The toy chain-of-thought lab (seed 003).
@@ -256,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, device=args.device)
     model = GPTMini.load(args.checkpoint)
     acc = evaluate_regime(cfg, split_for(cfg), regime, model)
-    out = Path(args.out) if args.out else Path(args.checkpoint)
+    out = args.eval_out or getattr(args, "out", None) or DEFAULT_EVAL_OUT
     run = RunDir.create(out, command="toy eval", config={"checkpoint": str(args.checkpoint)})
     run.write("accuracy", acc)
     run.set_status("completed")
@@ -308,8 +308,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "split is rebuilt from the checkpoint's config), extract answers, "
                         "classify errors, print and save accuracy per K.")
     e.add_argument("--checkpoint", required=True, help="checkpoint directory")
-    e.add_argument("--out", default=argparse.SUPPRESS,
-                   help="run directory [default: the checkpoint dir]")
+    e.add_argument("--out", dest="eval_out", default=None, metavar="RUN_DIR",
+                   help=f"run directory (its accuracy table is replaced) "
+                        f"[default: {DEFAULT_EVAL_OUT}]")
     e.add_argument("--device", default=argparse.SUPPRESS, help="auto, cpu, cuda ...")
     e.set_defaults(func=cmd_eval)
 
