@@ -206,4 +206,18 @@ def test_bad_arguments_raise() -> None:
         top_eigenvalues(loss_fn, [w], method="eig")
     with pytest.raises(ValueError, match="k=4"):
         top_eigenvalues(loss_fn, [w], k=4)
-    assert lanczos  # exported
+    with pytest.raises(ValueError, match="k=4"):
+        lanczos(lambda v: v, [w], k=4)
+
+
+def test_lanczos_on_an_operator_matches_eigvalsh() -> None:
+    """The exported solver on a bare operator (no loss, no autograd): v -> A v of a known
+    symmetric A gives A's top eigenvalues, in a Krylov space exhausted in n steps."""
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    A = (a + a.T) / 2
+    w = torch.zeros(6, dtype=torch.float64)
+    res = lanczos(lambda v: [A @ v[0]], [w], k=2, tol=1e-12, max_iter=6)
+    assert res.eigenvalues == pytest.approx(torch.linalg.eigvalsh(A).flip(0)[:2].tolist(),
+                                            rel=1e-9)
+    assert res.hvps <= 6
