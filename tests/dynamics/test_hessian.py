@@ -126,8 +126,9 @@ def test_lanczos_uses_fewer_hvps_than_power(problem) -> None:
     assert lz.hvps < pw.hvps
 
 
-def test_lanczos_finds_algebraic_top_where_power_finds_magnitude() -> None:
-    """H = diag(1, 2, -10): algebraic top is 2, largest magnitude is -10."""
+def test_both_methods_find_the_algebraic_top_of_an_indefinite_diagonal() -> None:
+    """H = diag(1, 2, -10): the algebraic top is 2, the largest magnitude -10 (plain power
+    iteration's answer, which power_iteration must not return)."""
     w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     d = torch.tensor([1.0, 2.0, -10.0], dtype=torch.float64)
 
@@ -136,12 +137,43 @@ def test_lanczos_finds_algebraic_top_where_power_finds_magnitude() -> None:
 
     lz = top_eigenvalues(loss_fn, [w], k=1, method="lanczos", tol=1e-12, max_iter=10)
     assert lz.eigenvalues[0] == pytest.approx(2.0, rel=1e-9)
-    pw = top_eigenvalues(loss_fn, [w], k=1, method="power", tol=1e-12, max_iter=500)
-    assert pw.eigenvalues[0] == pytest.approx(-10.0, rel=1e-6)
+    pw = top_eigenvalues(loss_fn, [w], k=1, method="power", tol=1e-12, max_iter=2000)
+    assert pw.eigenvalues[0] == pytest.approx(2.0, rel=1e-6)
+    assert pw.converged
     # the Krylov space of a 3x3 matrix is exhausted in 3 steps: exact and converged
     full = top_eigenvalues(loss_fn, [w], k=3, method="lanczos", tol=1e-12, max_iter=10)
     assert full.eigenvalues == pytest.approx([2.0, 1.0, -10.0], rel=1e-9)
     assert full.converged and full.hvps == 3
+
+
+def test_power_deflation_keeps_algebraic_order() -> None:
+    """H = diag(3, -2, 1): after 3, the dominant remaining eigenvalue is -2, but the second
+    largest algebraic is 1."""
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    d = torch.tensor([3.0, -2.0, 1.0], dtype=torch.float64)
+
+    def loss_fn() -> torch.Tensor:
+        return 0.5 * (d * w * w).sum()
+
+    pw = top_eigenvalues(loss_fn, [w], k=2, method="power", tol=1e-12, max_iter=2000)
+    assert pw.eigenvalues == pytest.approx([3.0, 1.0], rel=1e-6)
+    assert pw.converged
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_power_on_an_indefinite_tanh_network(k: int) -> None:
+    """A tanh MLP whose Hessian's largest-magnitude eigenvalue is negative (about -2.70,
+    while the algebraic top is about 2.14): both methods give eigvalsh's algebraic top-k."""
+    _, params, loss_fn, loss_of = mlp_problem(seed=12, n=8)
+    evals = torch.linalg.eigvalsh(explicit_hessian(params, loss_of)).flip(0)  # descending
+    assert abs(float(evals[-1])) > float(evals[0]) > 0  # the case this test is about
+    want = evals[:k].tolist()
+    for method in ("power", "lanczos"):
+        res = top_eigenvalues(loss_fn, params, k=k, method=method, tol=1e-10, max_iter=5000)
+        bad = [(i, got, w) for i, (got, w) in enumerate(zip(res.eigenvalues, want, strict=True))
+               if rel_err(got, w) > 1e-4]
+        assert not bad, f"{method} k={k}: mismatching eigenvalues (index, got, want): {bad}"
+        assert res.converged, method
 
 
 @settings(max_examples=10, deadline=None)

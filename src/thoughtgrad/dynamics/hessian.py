@@ -13,10 +13,13 @@ computed once with ``create_graph=True`` and each HVP differentiates ``<grad, v>
 :func:`hvp_forward_over_reverse` is the ``torch.func`` alternative (``jvp`` of ``grad``).
 
 "Largest" means largest *algebraic* eigenvalue (most positive), the sharpness of the
-loss surface. Lanczos converges to the algebraic extremes. Plain power iteration
-converges to the eigenvalue of largest *magnitude*; near a minimum the Hessian is nearly
-positive semi-definite and the two agree, but at a saddle with a dominant negative
-direction power iteration returns that negative value (Lanczos does not).
+loss surface, for both methods. Lanczos converges to the algebraic extremes. Plain power
+iteration converges to the eigenvalue of largest *magnitude*; near a minimum the Hessian is
+nearly positive semi-definite and the two agree, but at a saddle with a dominant negative
+direction it would return that negative value. :func:`power_iteration` therefore checks the
+sign of every dominant eigenvalue it finds and, when it is negative, runs again on the
+shifted operator ``H - mu I`` (positive semi-definite on the remaining subspace, so its
+dominant eigenvalue is ``lambda_max - mu``): the result is algebraic for both methods.
 
 Iterations run in fp32 at least (fp64 when the parameters are fp64); HVPs run in the
 parameters' dtype. Scalars are accumulated in fp64.
@@ -159,11 +162,10 @@ def hvp_forward_over_reverse(loss_of: Callable[[tuple[Tensor, ...]], Tensor], pa
 class EigenResult:
     """Top eigenvalues of a Hessian and what they cost.
 
-    ``eigenvalues``: the k largest algebraic eigenvalues (power: the k of largest
-    magnitude, see the module docstring), Python floats, descending. ``hvps``: Hessian-
-    vector products used. ``iterations``: power steps summed over the k deflated runs, or
-    the Lanczos basis size. ``converged``: whether the stopping rule was met before
-    ``max_iter``.
+    ``eigenvalues``: the k largest algebraic eigenvalues, Python floats, descending.
+    ``hvps``: Hessian-vector products used. ``iterations``: power steps summed over the k
+    deflated runs (shifted re-runs included), or the Lanczos basis size. ``converged``:
+    whether the stopping rule was met before ``max_iter``.
     """
 
     eigenvalues: list[float]
@@ -186,40 +188,66 @@ def _check(k: int, tol: float, max_iter: int, method: str, n: int) -> None:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
 
 
+def _power_run(op: HVP, v: list[Tensor], found: Sequence[Params], *, shift: float, tol: float,
+               max_iter: int) -> tuple[float, list[Tensor], int, bool]:
+    """Power iteration on ``H - shift I`` restricted to the complement of ``found``.
+
+    Returns the Rayleigh quotient of ``H - shift I`` at the last vector, that vector, the
+    HVPs used and whether ``|lambda - lambda_prev| < tol * |lambda_prev|`` was met.
+    """
+    eig, steps = math.nan, 0
+    for _ in range(max_iter):
+        hv = op(v)
+        if shift:
+            hv = group_axpy(-shift, v, hv)
+        hv = orthogonalize(hv, found)
+        steps += 1
+        new = group_dot(hv, v)
+        v = normalize(hv)
+        if math.isfinite(eig) and abs(new - eig) < tol * (abs(eig) + EPS_NORM):
+            return new, v, steps, True
+        eig = new
+    return eig, v, steps, False
+
+
 def power_iteration(op: HVP, params: Params, *, k: int = 1, tol: float = 1e-4,
                     max_iter: int = 100, seed: int = 0) -> EigenResult:
-    """Power iteration with deflation (PyHessian's ``eigenvalues``), on an HVP operator.
+    """Power iteration with deflation (PyHessian's ``eigenvalues``), returning the k largest
+    *algebraic* eigenvalues.
 
     For each of the k eigenvalues: start from a seeded Gaussian vector, orthogonalize
     against the eigenvectors already found, ``v <- H v / ||H v||``, Rayleigh quotient
     ``lambda = <v, H v>``; stop when ``|lambda - lambda_prev| < tol * |lambda_prev|`` or after
-    ``max_iter`` steps. Converges to the largest-magnitude eigenvalues.
+    ``max_iter`` steps. That finds the dominant (largest-magnitude) eigenvalue ``mu`` of the
+    remaining subspace. If ``mu >= 0`` it is also the largest algebraic one there (every
+    other eigenvalue has ``|lambda| <= mu``). If ``mu < 0``, the run is repeated on ``H - mu I``,
+    whose eigenvalues ``lambda - mu`` are all ``>= 0`` on that subspace, so its dominant one is
+    ``lambda_max - mu``; ``mu`` is added back. ``max_iter`` caps each run; ``converged`` needs
+    every run to meet the stopping rule.
     """
     n = sum(p.numel() for p in params)
     _check(k, tol, max_iter, "power", n)
     gen = torch.Generator().manual_seed(seed)
     found: list[list[Tensor]] = []
     values: list[float] = []
-    hvps = iterations = 0
+    hvps = 0
     all_converged = True
     for _ in range(k):
-        v = normalize(orthogonalize(random_vectors(params, generator=gen), found))
-        eig, converged = math.nan, False
-        for _ in range(max_iter):
-            hv = orthogonalize(op(v), found)
-            hvps += 1
-            iterations += 1
-            new = group_dot(hv, v)
-            v = normalize(hv)
-            if math.isfinite(eig) and abs(new - eig) < tol * (abs(eig) + EPS_NORM):
-                eig, converged = new, True
-                break
-            eig = new
+        start = normalize(orthogonalize(random_vectors(params, generator=gen), found))
+        eig, v, steps, converged = _power_run(op, start, found, shift=0.0, tol=tol,
+                                              max_iter=max_iter)
+        hvps += steps
+        if math.isfinite(eig) and eig < 0:
+            shifted, v, steps, converged_shift = _power_run(op, start, found, shift=eig,
+                                                            tol=tol, max_iter=max_iter)
+            hvps += steps
+            eig = shifted + eig
+            converged = converged and converged_shift
         all_converged &= converged
         values.append(eig)
         found.append(v)
     order = sorted(values, reverse=True)
-    return EigenResult(order, hvps, iterations, all_converged, "power")
+    return EigenResult(order, hvps, hvps, all_converged, "power")
 
 
 def lanczos(op: HVP, params: Params, *, k: int = 1, tol: float = 1e-4, max_iter: int = 100,
@@ -281,7 +309,8 @@ def top_eigenvalues(loss_fn: Callable[[], Tensor], params: Params, *, k: int = 1
     """The k largest (algebraic) eigenvalues of the Hessian of ``loss_fn()`` w.r.t. ``params``.
 
     ``method``: ``lanczos`` (:func:`lanczos`, default: fewer HVPs, algebraic order) or
-    ``power`` (:func:`power_iteration` with deflation: largest magnitude). ``tol`` is the
+    ``power`` (:func:`power_iteration` with deflation, shifted where the dominant eigenvalue
+    is negative: algebraic order too). ``tol`` is the
     relative change of the estimates that stops the iteration; ``max_iter`` caps the HVPs
     per eigenvalue (power) or in total (Lanczos). Seeded, so repeated calls agree.
     The units are those of the loss per parameter squared (nats for a cross-entropy).
