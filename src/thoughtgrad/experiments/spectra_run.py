@@ -186,6 +186,7 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
     check_identity(run.path, run.manifest(), cfg.identity())
     run.update_manifest(identity=cfg.identity(), model=cfg.model_id(),
                         data_sha256=data_hashes(cfg))
+    run.check(TABLE, SAMPLES_TABLE, FAILED_TABLE)  # unreadable shards out: measured again
     done = _done_keys(run, TABLE)
     measured = set(done)  # grows as batches finish
     latest = _latest_failures(run)  # (source, sample_id) -> its latest recorded reason
@@ -230,8 +231,7 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
         batch = [items[i] for i in batch_idx]
         frame, per_sample, failures = _measure(model, tokenizer, batch, cfg, pad_id, device)
         if not frame.empty:
-            run.append(SAMPLES_TABLE, per_sample)  # first: a sample counts as done by TABLE
-            run.append(TABLE, frame)
+            run.append_batch({SAMPLES_TABLE: per_sample, TABLE: frame})  # one commit point
             n_rows += len(frame)
             n_computed += len(batch) - len(failures)
             measured.update(_keys(frame))

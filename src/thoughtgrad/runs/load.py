@@ -67,7 +67,7 @@ def load_runs(paths: Sequence[str | os.PathLike[str]]) -> Runs:
             if not run.has_table(table):
                 continue
             try:
-                df = run.read(table)
+                df = run.read(table, notes=runs.notes)
             except Exception as exc:  # noqa: BLE001 - a corrupt file is a note, not a crash
                 runs.notes.append(f"{run.table_path(table)}: unreadable ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''})")

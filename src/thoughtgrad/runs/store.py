@@ -12,6 +12,22 @@ Layout (see ``docs/architecture.md``)::
 Every table can be read with ``pandas.read_parquet(path)`` whether it is a file or a
 directory of shards. Appending writes a new shard atomically (write to a temp name,
 then rename), so a killed run keeps every shard it finished and loses nothing.
+
+What a run directory guarantees (``docs/architecture.md`` lists it for users):
+
+* **One commit point per batch.** :meth:`RunDir.append_batch` writes the shards of several
+  tables (a spectra batch's ``spectra`` and ``spectra_samples`` rows) under temporary
+  names, then creates one commit record ``.batches/<index>``, then renames the shards. A
+  kill before the record leaves only temporary files, deleted at the next
+  :meth:`RunDir.create`; a kill after it leaves shards that the next ``create`` renames.
+  No kill leaves one table of a batch written without the other.
+* **Checked shards.** A shard that cannot be read (cut short, overwritten) is moved to
+  ``<table>.parquet/_quarantine/`` by a writer (its rows are then measured again by the
+  resumed run) and skipped with a warning by a reader; neither loses the good shards.
+* **Settings without the manifest.** The identity (the settings that shape the numbers)
+  is also kept in ``.identity.json``: a run whose ``manifest.json`` was deleted is still
+  checked against it, and a directory holding tables with neither is refused.
+* **One command per directory.** A run directory made by one command is refused by another.
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
+import logging
 import hashlib
 import json
 import os
@@ -33,7 +50,16 @@ import pandas as pd
 
 from thoughtgrad.errors import UserError
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
+IDENTITY = ".identity.json"
+"""A copy of the run's command and identity, so a deleted manifest does not let a resume
+with other settings mix its rows into the run."""
+BATCHES = ".batches"
+"""Commit records of multi-table batches (:meth:`RunDir.append_batch`)."""
+QUARANTINE = "_quarantine"
+"""Where a writer moves an unreadable shard (pyarrow skips names starting with ``_``)."""
 STATUSES = ("running", "completed", "failed", "interrupted")
 
 
@@ -131,11 +157,14 @@ class RunDir:
             raise UserError(f"output directory {run.path} is not writable: "
                             f"{exc.strerror or exc}") from None
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        manifest = run.manifest() if (run.path / MANIFEST).exists() else {}
+        manifest = run.manifest() if (run.path / MANIFEST).exists() else run._from_sidecar()
+        resumed = bool(manifest)
+        if resumed and manifest.get("command", command) != command:
+            raise UserError(f"{run.path}: holds a {manifest['command']!r} run; "
+                            f"'{command}' writes its own run directory: use another --out")
         if identity is not None:
             check_identity(run.path, manifest, identity)
             manifest["identity"] = _jsonable(identity)
-        resumed = bool(manifest)
         manifest.setdefault("created", now)
         manifest.update({
             "command": command,
@@ -153,7 +182,26 @@ class RunDir:
             manifest["resumed"] = int(manifest.get("resumed", 0)) + 1
         manifest.update(_jsonable(extra))
         run.write_manifest(manifest)
+        run.recover()
         return run
+
+    def _from_sidecar(self) -> dict[str, Any]:
+        """The manifest's command and identity from :data:`IDENTITY` when the manifest is
+        gone ({} for a new directory); a directory with tables and neither is refused."""
+        side = self.path / IDENTITY
+        if side.is_file():
+            try:
+                kept = json.loads(side.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                kept = None
+            if isinstance(kept, dict) and "command" in kept:
+                log.warning("%s: no %s; its settings are checked against %s", self.path,
+                            MANIFEST, IDENTITY)
+                return {k: kept[k] for k in ("command", "identity", "created") if k in kept}
+        if any(self.path.glob("*.parquet")):
+            raise UserError(f"{self.path}: holds tables but no {MANIFEST}, so the settings "
+                            "they were made with are unknown; use another --out")
+        return {}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDir:
@@ -175,7 +223,19 @@ class RunDir:
             raise UserError(f"{p}: corrupt manifest ({exc.msg} at line {exc.lineno})") from None
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        _atomic_write_text(self.path / MANIFEST, json.dumps(_jsonable(manifest), indent=2) + "\n")
+        """Write the manifest (and its :data:`IDENTITY` copy) atomically: a failed write
+        leaves the previous one in place and is a one-line error."""
+        kept = {k: manifest[k] for k in ("command", "identity", "created") if k in manifest}
+        side = self.path / IDENTITY
+        text = json.dumps(_jsonable(kept), indent=2) + "\n"
+        try:
+            _atomic_write_text(self.path / MANIFEST,
+                               json.dumps(_jsonable(manifest), indent=2) + "\n")
+            if kept and (not side.is_file() or side.read_text(encoding="utf-8") != text):
+                _atomic_write_text(side, text)
+        except OSError as exc:
+            raise UserError(f"{self.path / MANIFEST}: cannot write ({exc.strerror or exc}); "
+                            "rows written earlier are kept") from None
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into the manifest (top level) and write it atomically."""
@@ -217,20 +277,72 @@ class RunDir:
         The shard is written under a temporary name and renamed, so readers never see
         half a shard. Empty input writes nothing.
         """
-        df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        if df.empty:
-            return None
-        d = self.table_path(name)
-        if d.is_file():
-            raise UserError(f"{d}: is a single-file table; cannot append shards to it")
-        d.mkdir(parents=True, exist_ok=True)
-        existing = sorted(d.glob("part-*.parquet"))
-        idx = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
-        target = d / f"part-{idx:05d}.parquet"
-        tmp = d / f".part-{idx:05d}.parquet.tmp"
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-        return target
+        written = self.append_batch({name: rows})
+        return written.get(name)
+
+    def append_batch(self, tables: Mapping[str, pd.DataFrame | Iterable[Mapping[str, Any]]]
+                     ) -> dict[str, Path]:
+        """Append one shard to each of several tables with ONE commit point.
+
+        Every shard is written under a temporary name; then the commit record
+        ``.batches/<index>`` is created; then the shards are renamed. Before the record
+        exists, the batch is not there (its temporary files are deleted by
+        :meth:`recover`); after it, the batch is there in every table (:meth:`recover`
+        finishes the renames). Empty tables are left out; returns the final shard paths.
+        """
+        frames = {name: rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+                  for name, rows in tables.items()}
+        frames = {name: df for name, df in frames.items() if not df.empty}
+        if not frames:
+            return {}
+        for name in frames:
+            d = self.table_path(name)
+            if d.is_file():
+                raise UserError(f"{d}: is a single-file table; cannot append shards to it")
+            d.mkdir(parents=True, exist_ok=True)
+        idx = self._next_index(frames)
+        pending = []
+        try:
+            for name, df in frames.items():
+                d = self.table_path(name)
+                tmp = d / f".part-{idx:05d}.parquet.tmp"
+                pending.append((tmp, d / f"part-{idx:05d}.parquet"))
+                df.to_parquet(tmp, index=False)
+            if len(pending) > 1:
+                record = self.path / BATCHES / f"{idx:05d}"
+                record.parent.mkdir(exist_ok=True)
+                _atomic_write_text(record, json.dumps(sorted(frames)) + "\n")
+        except OSError as exc:  # disk full, quota, permissions: the batch is not there
+            for tmp, _ in pending:
+                tmp.unlink(missing_ok=True)
+            raise UserError(f"{self.path}: cannot write {', '.join(frames)} "
+                            f"({exc.strerror or exc}); rows written earlier are kept, re-run "
+                            "to resume") from None
+        for tmp, target in pending:
+            os.replace(tmp, target)
+        return {name: target for name, (_, target) in zip(frames, pending, strict=True)}
+
+    def _next_index(self, names: Iterable[str]) -> int:
+        """One more than the largest shard index of these tables and of any batch record."""
+        used = [-1]
+        for name in names:
+            used += [int(p.name.split("-")[1].split(".")[0])
+                     for p in self.table_path(name).glob("*part-*.parquet*")]
+        batches = self.path / BATCHES
+        if batches.is_dir():
+            used += [int(p.name) for p in batches.iterdir() if p.name.isdigit()]
+        return max(used) + 1
+
+    def recover(self) -> None:
+        """Finish or undo what a killed writer left: a temporary shard whose batch has a
+        commit record is renamed into place, any other is deleted."""
+        batches = self.path / BATCHES
+        for tmp in self.path.glob("*.parquet/.part-*.parquet.tmp"):
+            idx = tmp.name.split("-")[1].split(".")[0]
+            if (batches / idx).is_file():
+                os.replace(tmp, tmp.with_name(tmp.name[1:-len(".tmp")]))
+            else:
+                tmp.unlink()
 
     def write(self, name: str, df: pd.DataFrame) -> Path:
         """Write table ``name`` as one file, replacing any previous version atomically."""
@@ -261,9 +373,36 @@ class RunDir:
         self.write(name, rows)
         return rows
 
-    def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-        """Read table ``name`` (file or shard directory) into one DataFrame."""
-        return read_table(self.table_path(name), columns=columns)
+    def read(self, name: str, columns: list[str] | None = None, *,
+             quarantine: bool = False, notes: list[str] | None = None) -> pd.DataFrame:
+        """Read table ``name`` (file or shard directory) into one DataFrame.
+
+        An unreadable shard is skipped with a warning (also appended to ``notes``); with
+        ``quarantine`` (a writer that will measure its rows again) it is also moved to
+        ``_quarantine/``.
+        """
+        moved: list[Path] = []
+        df = read_table(self.table_path(name), columns=columns, quarantine=quarantine,
+                        notes=notes, quarantined=moved)
+        for shard in moved:  # the rest of its batch goes too, or a resume would repeat it
+            record = self.path / BATCHES / shard.name.split("-")[1].split(".")[0]
+            if not record.is_file():
+                continue
+            for other in json.loads(record.read_text(encoding="utf-8")):
+                sibling = self.table_path(other) / shard.name
+                if other != name and sibling.is_file():
+                    dest = sibling.parent / QUARANTINE / sibling.name
+                    dest.parent.mkdir(exist_ok=True)
+                    os.replace(sibling, dest)
+                    log.warning("%s: moved to %s with the rest of its batch", sibling, dest)
+        return df
+
+    def check(self, *names: str) -> None:
+        """Read these tables once as a writer: unreadable shards, and the shards of the
+        same batch in the other tables, are quarantined before a resume counts its rows."""
+        for name in names:
+            if self.has_table(name):
+                self.read(name, quarantine=True)
 
     def figures_dir(self) -> Path:
         d = self.path / "figures"
@@ -304,14 +443,45 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_table(path: str | os.PathLike[str], columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a Parquet table that is a file or a directory of ``part-*.parquet`` shards."""
+def read_table(path: str | os.PathLike[str], columns: list[str] | None = None, *,
+               quarantine: bool = False, notes: list[str] | None = None,
+               quarantined: list[Path] | None = None) -> pd.DataFrame:
+    """Read a Parquet table that is a file or a directory of ``part-*.parquet`` shards.
+
+    Each shard is checked as it is read: an unreadable one (cut short by a full disk,
+    overwritten) is skipped with a one-line warning (also appended to ``notes``), and with
+    ``quarantine`` moved to ``<table>/_quarantine/`` so that plain ``pandas.read_parquet``
+    of the directory works again. An unreadable single-file table is a one-line error.
+    """
     p = Path(path)
     if p.is_file():
-        return pd.read_parquet(p, columns=columns)
+        try:
+            return pd.read_parquet(p, columns=columns)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types
+            raise UserError(f"{p}: unreadable table ({_first_line(exc)})") from None
     if p.is_dir():
-        parts = sorted(p.glob("part-*.parquet"))
-        if not parts:
+        frames = []
+        for f in sorted(p.glob("part-*.parquet")):
+            try:
+                frames.append(pd.read_parquet(f, columns=columns))
+            except Exception as exc:  # noqa: BLE001
+                msg = f"{f}: unreadable shard skipped ({_first_line(exc)})"
+                if quarantine:
+                    dest = p / QUARANTINE / f.name
+                    dest.parent.mkdir(exist_ok=True)
+                    os.replace(f, dest)
+                    msg = f"{f}: unreadable shard moved to {dest}; its rows are measured again"
+                    if quarantined is not None:
+                        quarantined.append(f)
+                log.warning("%s", msg)
+                if notes is not None:
+                    notes.append(msg)
+        if not frames:
             return pd.DataFrame(columns=columns or [])
-        return pd.concat([pd.read_parquet(f, columns=columns) for f in parts], ignore_index=True)
+        return pd.concat(frames, ignore_index=True)
     raise UserError(f"{p}: no such table")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
