@@ -39,8 +39,10 @@ def test_cli_bad_input_one_line(tmp_path: Path, capsys) -> None:
     assert len(err) == 1 and err[0].startswith("error:") and "not a run directory" in err[0]
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["report", str(empty)]) == 0
-    assert "no tables found" in capsys.readouterr().err
+    assert main(["report", str(empty)]) == 2  # nothing to report is an error, not a blank page
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no run directory here" in err[0]
+    assert not (empty / "report.html").exists()
 
 
 def test_compare_of_a_missing_run_creates_nothing(tmp_path: Path, capsys) -> None:

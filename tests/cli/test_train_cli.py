@@ -65,7 +65,7 @@ def test_hessian_json_matches_api(toy_base, tmp_path, capsys) -> None:
                "--tol", "1e-8", "--out", str(tmp_path / "h")])
     assert rc == 0
     obj = json.loads(capsys.readouterr().out)
-    assert set(obj) == {"eigenvalues", "trace", "hvps"}
+    assert set(obj) == {"eigenvalues", "trace", "hvps", "converged"}
     assert len(obj["eigenvalues"]) == 2 and obj["hvps"] > 3
     # independent: the same loss built here, solved by power iteration on H + 50 I
     from thoughtgrad.dynamics.hessian import hvp_operator, power_iteration

@@ -90,3 +90,15 @@ def spectra_run(tmp_path_factory, llama_dir: Path, good_data: Path) -> Path:
                "--out", str(out), "--device", "cpu"])
     assert rc == 0
     return out
+
+
+@pytest.fixture(autouse=True)
+def quiet_transformers():
+    """transformers' own warnings (e.g. on an unknown model type) are not ours to count:
+    the catalogue checks thoughtgrad's error line. Restored after each test."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    yield
+    hf_logging.set_verbosity(before)

@@ -92,7 +92,7 @@ Case = tuple[Callable[[Fixtures], list[object]], str]
 CASES: dict[str, Case] = {
     # data files
     "data file missing": (lambda fx: fx.spectra(data=fx.tmp / "nope.json"), "nope.json"),
-    "data is a directory": (lambda fx: fx.spectra(data=fx.tmp), str(Path("faults"))),
+    "data is a directory": (lambda fx: fx.spectra(data=fx.tmp), "is a directory"),
     "data truncated JSON": (
         lambda fx: fx.spectra(data=_file(fx, "cut.json", '[{"instruction": "a", "outp')),
         "cut.json"),
@@ -103,9 +103,9 @@ CASES: dict[str, Case] = {
     "data record lacks output": (
         lambda fx: fx.spectra(data=_records(fx, "noout.json", [_good(), {"instruction": "x"}])),
         "output"),
-    "data output not a string": (
+    "data output a list": (
         lambda fx: fx.spectra(data=_records(fx, "int.json", [{"instruction": "x", "input": "",
-                                                               "output": 3}])), "output"),
+                                                               "output": ["3"]}])), "output"),
     "data instruction missing": (
         lambda fx: fx.spectra(data=_records(fx, "noins.json", [{"input": "", "output": "1"}])),
         "instruction"),
@@ -189,6 +189,13 @@ CASES: dict[str, Case] = {
     "hessian top-k zero": (
         lambda fx: ["hessian", "--model", fx.llama, "--data", fx.data, "--top-k", "0",
                     "--device", "cpu"], "--top-k"),
+    "hessian top-k beyond the parameters": (
+        lambda fx: ["hessian", "--model", fx.llama, "--data", fx.data, "--top-k", "100000000",
+                    "--method", "power", "--device", "cpu", "--out", fx.tmp / "h"],
+        "100000000"),
+    "hessian top-k beyond max-iter": (
+        lambda fx: ["hessian", "--model", fx.llama, "--data", fx.data, "--top-k", "50",
+                    "--max-iter", "10", "--device", "cpu", "--out", fx.tmp / "h"], "--max-iter"),
     "hessian data missing": (
         lambda fx: ["hessian", "--model", fx.llama, "--data", fx.tmp / "nodata.json",
                     "--device", "cpu"], "nodata.json"),
@@ -216,3 +223,18 @@ def test_bad_input_is_one_line(name: str, tmp_path: Path, llama_dir: Path, good_
 
 def test_catalogue_is_large_enough() -> None:
     assert len(CASES) >= 40
+
+
+def test_hessian_json_is_strict_and_says_converged(tmp_path: Path, llama_dir: Path,
+                                                   good_data: Path, capsys) -> None:
+    """Too few iterations: the JSON still parses strictly (no NaN) and says converged false."""
+    res = run_cli(["hessian", "--model", llama_dir, "--data", good_data, "--top-k", "2",
+                   "--method", "power", "--max-iter", "2", "--trace-samples", "0", "--json",
+                   "--device", "cpu", "--out", tmp_path / "h"], capsys)
+    assert res.rc == 0, res.err
+
+    def refuse(const: str) -> None:
+        raise AssertionError(f"non-strict JSON constant {const}")
+
+    obj = json.loads(res.out, parse_constant=refuse)
+    assert obj["converged"] is False and obj["trace"] is None and len(obj["eigenvalues"]) == 2

@@ -92,9 +92,9 @@ def test_report_in_headless_chromium(browser, tmp_path: Path, capsys) -> None:
     assert page.locator("#tg-sim-k-value").inner_text() == "3"
     assert direct.inner_text() == "solvable"
     page.focus("#tg-sim-layers")
-    page.keyboard.press("Home")  # L -> 0
-    assert page.locator("#tg-sim-layers-value").inner_text() == "0"
-    assert cot.inner_text() == "overflow" and direct.inner_text() == "overflow"
+    page.keyboard.press("Home")  # L -> 1, the smallest transformer
+    assert page.locator("#tg-sim-layers-value").inner_text() == "1"
+    assert cot.inner_text() == "solvable" and direct.inner_text() == "overflow"  # K=3
     page.keyboard.press("End")  # L -> 16
     assert direct.inner_text() == "solvable" and cot.inner_text() == "solvable"
 

@@ -24,11 +24,11 @@ def test_budget_table_few_cases() -> None:
     assert (t["cot_verdict"] == "solvable").all()
     assert t.loc[(4, 2), "cot_tokens"] == pytest.approx(9.9)  # {a+b=s}s#: 2+1+3+E|s|*2+1
     assert t.loc[(4, 6), "cot_layer_ops"] == pytest.approx(4 * t.loc[(4, 6), "cot_tokens"])
-    assert serial_budget(0, 3)["cot_verdict"] == "overflow"
-    assert serial_budget(0, 1)["direct_verdict"] == "solvable"
+    assert serial_budget(1, 3)["cot_verdict"] == "solvable"
+    assert serial_budget(1, 1)["direct_verdict"] == "solvable"
 
 
-@pytest.mark.parametrize("bad", [(-1, 3), (4, 0), (4, 10_000)])
+@pytest.mark.parametrize("bad", [(-1, 3), (0, 3), (4, 0), (4, 10_000)])
 def test_bad_budget_input(bad: tuple[int, int]) -> None:
     with pytest.raises(UserError):
         serial_budget(*bad)
@@ -77,7 +77,7 @@ def test_javascript_mirrors_python() -> None:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed; cannot run the widget's JavaScript")
-    grid = [(lay, k) for lay in (0, 1, 3, 4, 12) for k in (1, 2, 5, 6, 7, 20)]
+    grid = [(lay, k) for lay in (1, 3, 4, 12) for k in (1, 2, 5, 6, 7, 20)]
     script = simulator.SIMULATOR_JS + (
         f"\nvar grid = {json.dumps(grid)};\n"
         "console.log(JSON.stringify(grid.map(function (g) "

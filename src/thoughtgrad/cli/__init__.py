@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s",
+                        force=True)  # bound to the current stderr, also on a second call
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -27,7 +27,8 @@ blocks; layer -1 = embeddings, final norm and LM head).
 
 Writes the run directory's hessian table (one row per parameter set: all, or a layer)
 and manifest. --json prints exactly one object on stdout:
-  {"eigenvalues": [...], "trace": T, "hvps": N}   (+ "layers": [...] with --per-layer)
+  {"eigenvalues": [...], "trace": T, "hvps": N, "converged": true}
+  (+ "layers": [...] with --per-layer); strict JSON: a value that is not a number is null
 
 examples:
   thoughtgrad hessian --model runs/dyn/model-cot --data toy:addition --top-k 3
@@ -65,7 +66,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     run.write("hessian", result.table())
     run.set_status("completed", samples=result.samples)
     if args.json:
-        print(json.dumps(result.summary()))
+        print(json.dumps(result.summary(), allow_nan=False))
         return 0
     print_table(result.table(), title=f"Hessian of the mean {cfg.loss_span}-token CE over "
                                       f"{result.samples} samples ({cfg.method})", floatfmt=".5g")

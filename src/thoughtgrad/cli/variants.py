@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from thoughtgrad.cli.common import HelpFormatter
 from thoughtgrad.errors import UserError
@@ -68,10 +69,16 @@ def run(args: argparse.Namespace) -> int:
                  response_field=args.response_field)
     rows = read_rows(args.data)
     kinds = KINDS if args.all else (args.kind.replace("-", "_"),)
+    outs = {kind: variant_path(args.out_dir, args.data, kind) if args.all else args.out
+            for kind in kinds}
+    for out in outs.values():  # every output checked before any is written
+        if Path(out).exists() and Path(out).resolve() == Path(args.data).resolve():
+            raise UserError(f"{out}: is the input --data file; write the variant elsewhere "
+                            "(it would replace the responses it is built from)")
     for kind in kinds:
         result = build_variant(rows, kind, seed=args.seed, prompt_field=args.prompt_field,
                                response_field=args.response_field)
-        out = variant_path(args.out_dir, args.data, kind) if args.all else args.out
+        out = outs[kind]
         path = write_rows(out, result.rows)
         note = ""
         if result.skipped:

@@ -60,6 +60,9 @@ class HessianConfig:
             raise UserError(f"loss_span must be one of {', '.join(LOSS_SPANS)}")
         if self.method not in HESSIAN_METHODS:
             raise UserError(f"method must be one of {', '.join(HESSIAN_METHODS)}")
+        if self.method == "lanczos" and self.top_k > self.max_iter:
+            raise UserError(f"--top-k {self.top_k} needs at least that many Lanczos steps; "
+                            f"--max-iter is {self.max_iter}")
 
 
 @dataclass
@@ -81,17 +84,24 @@ class HessianResult:
             "hvps": r["hvps"], "converged": r["converged"]} for r in rows])
 
     def summary(self) -> dict[str, Any]:
-        """The ``--json`` object: eigenvalues, trace (null when skipped), hvps in total,
-        and per layer the same when measured."""
-        def trace(r: dict[str, Any]) -> float | None:
-            return None if math.isnan(r["trace"]) else r["trace"]
+        """The ``--json`` object (strict JSON: a value that did not converge to a number is
+        ``null``, never NaN): eigenvalues, trace (null when skipped), hvps in total,
+        converged (every solve met its stopping rule), and per layer the same when
+        measured."""
+        def num(x: float) -> float | None:
+            return None if not math.isfinite(x) else x
+
+        def one(r: dict[str, Any]) -> dict[str, Any]:
+            return {"eigenvalues": [num(v) for v in r["eigenvalues"]], "trace": num(r["trace"]),
+                    "hvps": r["hvps"], "converged": bool(r["converged"])}
 
         obj: dict[str, Any] = {
-            "eigenvalues": self.whole["eigenvalues"], "trace": trace(self.whole),
-            "hvps": self.whole["hvps"] + sum(r["hvps"] for r in self.layers)}
+            **one(self.whole),
+            "hvps": self.whole["hvps"] + sum(r["hvps"] for r in self.layers),
+            "converged": bool(self.whole["converged"]) and all(r["converged"]
+                                                               for r in self.layers)}
         if self.layers:
-            obj["layers"] = [{"layer": r["layer"], "eigenvalues": r["eigenvalues"],
-                              "trace": trace(r), "hvps": r["hvps"]} for r in self.layers]
+            obj["layers"] = [{"layer": r["layer"], **one(r)} for r in self.layers]
         return obj
 
 
@@ -117,8 +127,13 @@ def measure_hessian(cfg: HessianConfig) -> HessianResult:
     def loss():
         return default_loss(model, batch)
 
+    n_params = sum(p.numel() for _, p in named)
+    if cfg.top_k > n_params:
+        raise UserError(f"--top-k {cfg.top_k}: the model has only {n_params} trainable "
+                        "parameters, so at most that many eigenvalues")
+
     def measure(params: list) -> dict[str, Any]:
-        k = min(cfg.top_k, sum(p.numel() for p in params))
+        k = min(cfg.top_k, sum(p.numel() for p in params))  # a block smaller than k
         res = top_eigenvalues(loss, params, k=k, method=cfg.method, tol=cfg.tol,
                               max_iter=cfg.max_iter, seed=cfg.seed)
         out = {"eigenvalues": res.eigenvalues, "trace": math.nan, "hvps": res.hvps,

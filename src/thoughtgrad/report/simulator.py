@@ -86,8 +86,9 @@ def serial_budget(layers: int, k: int) -> dict[str, object]:
     (tokens x L), ``cot_step_need`` (1 add per step), ``cot_verdict``. Verdicts are
     ``"solvable"`` or ``"overflow"``.
     """
-    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
-        raise UserError(f"layers={layers!r}: must be an integer >= 0")
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise UserError(f"layers={layers!r}: must be an integer >= 1 (a transformer has at "
+                        "least one layer)")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= K_LIMIT:
         raise UserError(f"K={k!r}: must be an integer in 1..{K_LIMIT}")
     tokens = expected_cot_tokens(k)
@@ -204,11 +205,11 @@ _WIDGET_CSS = """
 def simulator_html(*, layers: int = 4, k: int = 6, max_layers: int = 16, max_k: int = 20) -> str:
     """A self-contained widget (HTML + inline CSS + plain JavaScript, no network).
 
-    Sliders for L (0..``max_layers``) and K (1..``max_k``); the table and both verdicts
+    Sliders for L (1..``max_layers``) and K (1..``max_k``); the table and both verdicts
     update on every input event via ``tgSerialBudget``, the JavaScript mirror of
     :func:`serial_budget`.
     """
-    if not 0 <= layers <= max_layers or not 1 <= k <= max_k:
+    if not 1 <= layers <= max_layers or not 1 <= k <= max_k:
         raise UserError(f"simulator start L={layers}, K={k} outside its sliders")
     first = serial_budget(layers, k)
 
@@ -238,7 +239,7 @@ def simulator_html(*, layers: int = 4, k: int = 6, max_layers: int = 16, max_k: 
 forward pass per response token, each needing one addition. This models the budget, not a
 transformer.</p>
 <p><label for="tg-sim-layers">layers L = <span id="tg-sim-layers-value">{layers}</span></label>
-<input type="range" id="tg-sim-layers" min="0" max="{max_layers}" value="{layers}"></p>
+<input type="range" id="tg-sim-layers" min="1" max="{max_layers}" value="{layers}"></p>
 <p><label for="tg-sim-k">digits K = <span id="tg-sim-k-value">{k}</span></label>
 <input type="range" id="tg-sim-k" min="1" max="{max_k}" value="{k}"></p>
 <table>

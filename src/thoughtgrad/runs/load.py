@@ -84,6 +84,10 @@ def load_runs(paths: Sequence[str | os.PathLike[str]]) -> Runs:
             parts.setdefault(table, []).append(df.assign(run=name))
         if not found:
             runs.notes.append(f"{path}: no tables found (expected one of {', '.join(TABLES)})")
+    if not parts and not any(m for m in runs.manifests.values()):
+        where = ", ".join(str(p) for p in runs.paths)
+        raise UserError(f"{where}: no run directory here (no manifest.json and no tables of "
+                        f"{', '.join(TABLES)})")
     for table, dfs in parts.items():
         runs.tables[table] = pd.concat(dfs, ignore_index=True)
     return runs

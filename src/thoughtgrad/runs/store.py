@@ -35,9 +35,9 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
-import logging
 import hashlib
 import json
+import logging
 import os
 import platform
 import sys

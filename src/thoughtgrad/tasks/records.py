@@ -98,6 +98,8 @@ def read_rows(path: str | os.PathLike[str], *, limit: int | None = None) -> list
     ``.jsonl`` one object per non-blank line, ``.parquet`` one row per record.
     """
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{p}: is a directory, not a data file (.json, .jsonl or .parquet)")
     if not p.is_file():
         raise UserError(f"{p}: no such data file")
     suffix = p.suffix.lower()
