@@ -55,12 +55,33 @@ def _terminate(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+class _Stderr:
+    """A stream that writes to whatever ``sys.stderr`` is at the time of the write (so a
+    second ``main()`` in one process, or a test's captured stderr, gets the messages)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_HANDLER = logging.StreamHandler(_Stderr())
+_HANDLER.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+
+def _log_to_stderr(level: int) -> None:
+    """Log records of ``level`` and above go to stderr, once, beside any other handler."""
+    root = logging.getLogger()
+    if _HANDLER not in root.handlers:
+        root.addHandler(_HANDLER)
+    root.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s",
-                        force=True)  # bound to the current stderr, also on a second call
+    _log_to_stderr(logging.DEBUG if args.verbose else logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
