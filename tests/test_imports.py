@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dynamics",),
     ("report",),
     ("experiments",),
-    ("cli",),
+    ("cli", "__main__"),
 )
 """The allowed order, lowest first (``""`` is the top-level ``thoughtgrad`` module). A
 package may import its own level (without a cycle) and every level below it."""

@@ -72,6 +72,14 @@ class DynamicsMonitor:
         for p in self.probes:
             p.on_train_start(state)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The probes' checkpoint state, in probe order."""
+        return {"probes": [p.state_dict() for p in self.probes]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for probe, kept in zip(self.probes, state.get("probes", []), strict=False):
+            probe.load_state_dict(kept)
+
     def _run_probe(self, probe: Probe, hook: str, state: TrainState,
                    statuses: list[str]) -> Row:
         try:

@@ -146,6 +146,14 @@ class Probe:
         """Rows for tables other than ``dynamics`` gathered since the last call."""
         return {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must hold for a resumed run to write the rows an uninterrupted
+        one would (tensors on the CPU); {} when the rows already written are enough."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (called after :meth:`on_train_start` on a resume)."""
+
 
 class SpikeDetector:
     """Spike flags of a stream of gradient norms (pure: floats in, flags out).
@@ -248,8 +256,9 @@ class CosineProbe(Probe):
     """Cosine similarity of consecutive steps' full gradients (pre-clip).
 
     The previous gradient is kept as one flat fp32 vector on the model's device, or on
-    the CPU with ``offload=True`` when device memory is short. NaN for the first step, after
-    a skipped (non-finite) step, and after a resume (the previous gradient is not saved).
+    the CPU with ``offload=True`` when device memory is short, and saved with every
+    checkpoint, so a resumed run continues the series. NaN for the first step and after a
+    skipped (non-finite) step.
     """
 
     name = "cosine"
@@ -264,9 +273,15 @@ class CosineProbe(Probe):
             self.prev = None
             return {"cos_prev": math.nan}
         flat = _flat_grad(grads, self.offload)  # P
-        cos = _cosine(flat, self.prev)
+        cos = _cosine(flat, None if self.prev is None else self.prev.to(flat.device))
         self.prev = flat
         return {"cos_prev": cos}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"prev": None if self.prev is None else self.prev.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.prev = state.get("prev")
 
 
 class AnswerControlProbe(Probe):
@@ -280,7 +295,7 @@ class AnswerControlProbe(Probe):
     * ``grad_norm_answer``: L2 norm of that gradient;
     * ``cos_prev_answer``: its cosine with the previous measured step's answer-only
       gradient (consecutive steps when ``every == 1``), NaN when that step was not measured
-      (first step, a skipped or failed step, a resume) -- as ``cos_prev`` for the full loss;
+      (first step, a skipped or failed step) -- as ``cos_prev`` for the full loss;
     * ``spike_answer``: ``grad_norm_answer`` is an absolute (> ``tau``) or relative (>
       ``factor`` x rolling median of the previous answer-only norms) spike
       (:class:`SpikeDetector`, the same settings as the full-loss flags).
@@ -323,9 +338,17 @@ class AnswerControlProbe(Probe):
         row.update(loss_answer=float(loss.detach()), grad_norm_answer=norm,
                    spike_answer=spike_abs or spike_rel)
         if math.isfinite(norm):
-            row["cos_prev_answer"] = _cosine(flat, prev)
+            row["cos_prev_answer"] = _cosine(flat, None if prev is None else
+                                             prev.to(flat.device))
             self.prev, self.prev_step = flat, state.step
         return row
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"prev": None if self.prev is None else self.prev.cpu(),
+                "prev_step": self.prev_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.prev, self.prev_step = state.get("prev"), state.get("prev_step")
 
 
 class DistanceProbe(Probe):

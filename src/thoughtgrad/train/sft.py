@@ -251,12 +251,16 @@ def _fused_ok(model: nn.Module) -> bool | None:
 
 def _save_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int,
                 losses: list[float], save_model: Callable[[nn.Module, Path], None] | None,
-                seconds: float) -> None:
+                seconds: float, callbacks: Sequence[Any] = ()) -> None:
+    """Model, optimizer, step, losses, RNG and each callback's ``state_dict()`` (those
+    that have one: a probe's previous gradient), written so a kill leaves the old state."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{STATE_FILE}.tmp"
+    kept = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks]
     torch.save({"step": step, "optimizer": opt.state_dict(),
                 "model": None if save_model else model.state_dict(),
-                "losses": losses, "rng": torch.get_rng_state(), "seconds": seconds}, tmp)
+                "losses": losses, "rng": torch.get_rng_state(), "seconds": seconds,
+                "callbacks": kept}, tmp)
     if save_model is not None:
         save_model(model, directory)
     tmp.replace(directory / STATE_FILE)
@@ -265,7 +269,7 @@ def _save_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer, s
 
 def _load_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer,
                 load_model: Callable[[nn.Module, Path], None] | None
-                ) -> tuple[int, list[float], float]:
+                ) -> tuple[int, list[float], float, list[Any]]:
     path = directory / STATE_FILE
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -277,7 +281,8 @@ def _load_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer,
         model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
-    return int(state["step"]), list(state["losses"]), float(state.get("seconds", 0.0))
+    return (int(state["step"]), list(state["losses"]), float(state.get("seconds", 0.0)),
+            list(state.get("callbacks") or []))
 
 
 def weights_finite(params: Sequence[Tensor]) -> bool:
@@ -305,14 +310,17 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
     model.to(device).train()
     opt = make_optimizer(cfg, model)
     params = [p for p in model.parameters() if p.requires_grad]
-    start, losses, before = 0, [], 0.0
+    start, losses, before, kept = 0, [], 0.0, []
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None and (ckpt / STATE_FILE).exists():
-        start, losses, before = _load_state(ckpt, model, opt, load_model)
+        start, losses, before, kept = _load_state(ckpt, model, opt, load_model)
         log.info("resumed from %s at step %d", ckpt, start)
     compute = loss_fn or (lambda m, b: lm_loss(logits_of(m, b), b.labels))
     state = TrainState(step=start, model=model, params=params)
     _call(callbacks, "on_train_start", state)
+    for cb, cb_state in zip(callbacks, kept, strict=False):
+        if cb_state is not None and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(cb_state)
     tokens, stopped = 0, None
     t0 = time.perf_counter()
     step = start
@@ -355,14 +363,14 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
                 stopped = f"weights became non-finite by step {step + 1}"
                 break
             _save_state(ckpt, model, opt, step + 1, losses, save_model,
-                        before + time.perf_counter() - t0)
+                        before + time.perf_counter() - t0, callbacks)
     else:
         step = cfg.steps
     if stopped is None and not weights_finite(params):
         stopped = f"weights became non-finite by step {step}"
     if ckpt is not None and stopped is None:
         _save_state(ckpt, model, opt, cfg.steps, losses, save_model,
-                    before + time.perf_counter() - t0)
+                    before + time.perf_counter() - t0, callbacks)
     _call(callbacks, "on_train_end", state)
     model.eval()
     return TrainResult(steps_done=step if stopped else cfg.steps,
