@@ -95,7 +95,7 @@ def test_sample_without_response_tokens_is_named(llama):
 
 
 def test_length_groups_bound_padding():
-    from thoughtgrad.spectra.api import length_groups
+    from thoughtgrad.spectra.fast import length_groups
 
     groups = length_groups([100, 250, 240, 95, 10])
     assert groups == [([1, 2], 250), ([0, 3], 100), ([4], 10)]

@@ -95,3 +95,17 @@ def test_float32_model_agrees_with_float64_reference():
     ref = layer_spectra(model.double(), ids, labels, mask, method="reference")
     bad = mismatches(fast, ref, rtol=1e-3)
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_both_routes_match_reference(monkeypatch, direct):
+    """Whichever route the shapes pick (QR core or D^T X formed), the numbers are the same."""
+    from thoughtgrad.spectra import fast
+
+    monkeypatch.setattr(fast, "direct_is_cheaper", lambda *a, **k: direct)
+    model = tiny_model("phi3", vocab_size=512).double()  # fused qkv and gate_up: row views
+    ids, labels, mask = batch([9, 21, 40], [4, 12, 30])
+    got = layer_spectra(model, ids, labels, mask, include_fused=True)
+    ref = layer_spectra(model, ids, labels, mask, include_fused=True, method="reference")
+    bad = mismatches(got, ref)
+    assert not bad, "\n".join(bad)

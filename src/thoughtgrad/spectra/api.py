@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: MIT
 """``layer_spectra``: per-sample singular-value statistics of every layer's weight gradients.
 
-The fast method runs ONE batched forward/backward for all samples with the weights frozen
-(only activations carry grad), captures each selected linear layer's inputs ``X`` and
-output-gradients ``D`` (``capture.py``), and gets each sample's gradient spectrum from the
-small core of thin QR factors (``lowrank.py``), never forming a gradient. Samples are
-independent in a causal LM with right padding, so the gradient of the summed per-sample
-losses restricted to sample s's rows is exactly the gradient of sample s's own loss.
+The fast method (``fast.py``) runs ONE batched forward/backward for all samples with the
+weights frozen (only activations carry grad), captures each selected linear layer's inputs
+``X`` and output-gradients ``D`` (``capture.py``), and takes each sample's gradient
+spectrum in the backward hook from the small core of thin QR factors (``lowrank.py``),
+never forming a per-sample weight gradient unless that is cheaper. The reference
+(``reference.py``) is the paper's per-sample backward and SVD, with its own statistics.
 """
 
 from __future__ import annotations
@@ -20,24 +20,15 @@ from jaxtyping import Int
 from torch import Tensor
 
 from thoughtgrad.errors import UserError
-from thoughtgrad.models.roles import MatrixView, matrix_views
-from thoughtgrad.spectra.capture import Capture, capturing, forward_logits
-from thoughtgrad.spectra.lowrank import core, core_singular_values, r_factor
-from thoughtgrad.spectra.metrics import (
-    IGNORE_INDEX,
-    STAT_NAMES,
-    kept_token_cross_entropy,
-    spectrum_stats,
-)
+from thoughtgrad.models.roles import matrix_views
+from thoughtgrad.spectra.fast import fast_table
+from thoughtgrad.spectra.metrics import IGNORE_INDEX, STAT_NAMES
 from thoughtgrad.spectra.reference import reference_rows
 
 COLUMNS: tuple[str, ...] = ("sample", "layer", "role", "param", *STAT_NAMES, "n_tokens", "loss")
 """Columns of the table :func:`layer_spectra` returns, in order."""
 
 METHODS: tuple[str, ...] = ("fast", "reference")
-
-LENGTH_SLACK = 0.1
-"""Samples whose lengths differ by less than this fraction share one batched QR/SVD."""
 
 
 def layer_spectra(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[Tensor, "B T"],
@@ -61,8 +52,9 @@ def layer_spectra(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[T
     :func:`~thoughtgrad.spectra.metrics.spectrum_stats`, ``n_tokens`` (loss-carrying tokens)
     and ``loss`` (the sample's mean response cross-entropy whatever ``loss_reduction``).
 
-    ``method="fast"`` is exact (see the module docstring); QR factors are taken in float64
-    for a float64 model, else float32 (``compute_dtype`` overrides), core SVDs in float64.
+    ``method="fast"`` is exact (see :mod:`~thoughtgrad.spectra.fast`); QR factors (or
+    ``D^T X`` where that is cheaper) are taken in float64 for a float64 model, else float32
+    (``compute_dtype`` overrides), spectra as float64 Gram eigenvalues.
     ``method="reference"`` is the slow per-sample backward + float64 SVD of each real weight
     gradient. The model's weights, flags and modes are left as they were.
     """
@@ -74,9 +66,9 @@ def layer_spectra(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[T
     views = matrix_views(model, roles=roles, include_fused=include_fused)
     if method == "reference":
         rows = reference_rows(model, ids, labels, mask, views, loss_reduction=loss_reduction)
-    else:
-        rows = _fast_rows(model, ids, labels, mask, views, loss_reduction, compute_dtype)
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+    return fast_table(model, ids, labels, mask, views, list(COLUMNS),
+                      loss_reduction=loss_reduction, compute_dtype=compute_dtype)
 
 
 def _prepare(input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None
@@ -104,86 +96,3 @@ def _prepare(input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None
         raise UserError(f"sample {s}: no response tokens carry loss (all labels are -100 "
                         "after the causal shift), so its gradient is zero")
     return ids, labels, mask
-
-
-def _fast_rows(model: nn.Module, ids: Tensor, labels: Tensor, mask: Tensor,
-               views: list[MatrixView], loss_reduction: str,
-               compute_dtype: torch.dtype | None) -> list[dict]:
-    modules = {v.module: model.get_submodule(v.module) for v in views}
-    tok_mask = labels[:, 1:] != IGNORE_INDEX  # B T-1: targets that carry loss
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = tok_mask  # logits positions that predict them
-    with capturing(model, modules) as cap:
-        logits = forward_logits(model, ids, mask, keep=keep)  # N V
-        ce = kept_token_cross_entropy(logits, labels[:, 1:][tok_mask])  # N
-        rows_of = torch.nonzero(keep)[:, 0]  # N: sample of each kept position
-        ce_sum = torch.zeros(ids.shape[0], dtype=ce.dtype, device=ce.device).index_add(
-            0, rows_of, ce)  # B
-        n_tokens = tok_mask.sum(1)  # B
-        per_sample = ce_sum / n_tokens if loss_reduction == "mean" else ce_sum
-        per_sample.sum().backward()
-    with torch.no_grad():
-        mean_loss = (ce_sum.detach() / n_tokens).tolist()
-        stats = _view_stats(cap, modules, views, mask, compute_dtype)
-    rows: list[dict] = []
-    for s in range(ids.shape[0]):
-        for v, st in zip(views, stats, strict=True):
-            rows.append({"sample": s, "layer": v.layer, "role": v.role, "param": v.param,
-                         **{k: t[s] for k, t in st.items()},
-                         "n_tokens": int(n_tokens[s]), "loss": mean_loss[s]})
-    return rows
-
-
-def length_groups(lengths: list[int], *, slack: float = LENGTH_SLACK
-                  ) -> list[tuple[list[int], int]]:
-    """Samples grouped by length, longest first: ``[(sample indices, group length), ...]``.
-
-    A sample joins the current group while its length is at least ``(1 - slack)`` of the
-    group's, so padding costs at most that fraction of each QR (cost ~ T^2) and SVD (~ T^3).
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    groups: list[tuple[list[int], int]] = []
-    for i in order:
-        if groups and lengths[i] >= (1 - slack) * groups[-1][1]:
-            groups[-1][0].append(i)
-        else:
-            groups.append(([i], lengths[i]))
-    return groups
-
-
-def _view_stats(cap: Capture, modules: dict[str, nn.Module], views: list[MatrixView],
-                mask: Tensor, compute_dtype: torch.dtype | None) -> list[dict[str, list]]:
-    """Per view, each statistic as a list over samples.
-
-    Samples are processed in length groups (padding cut to the group's length); the R
-    factor of an input shared by several views (q, k, v; gate, up; fused splits) is
-    computed once per group.
-    """
-    batch = mask.shape[0]
-    groups = length_groups(mask.sum(1).tolist())
-    r_inputs: dict[tuple, Tensor] = {}
-    out: list[dict[str, list]] = []
-    for v in views:
-        module = modules[v.module]
-        x, d = cap.factors(v.module, module)  # B T' n, B T' m
-        calls = len(cap.inputs[v.module])
-        dtype = compute_dtype or (torch.float64 if x.dtype == torch.float64 else torch.float32)
-        if v.rows is not None:
-            d = d[..., v.rows.to(d.device)]  # B T' m_role
-        full_dim = min(x.shape[-1], d.shape[-1])
-        stats: dict[str, list] = {}
-        for g, (members, length) in enumerate(groups):
-            idx = torch.tensor(members, device=x.device)
-            width = x.shape[1] if calls > 1 else length  # looped modules: keep all calls
-            keep = mask[idx].repeat(1, calls)[:, :width].to(dtype)[..., None]  # G W 1
-            key = tuple((t.data_ptr(), tuple(t.shape)) for t in cap.inputs[v.module]) + (dtype, g)
-            if key not in r_inputs:
-                r_inputs[key] = r_factor(x[idx, :width].to(dtype) * keep)  # G kx W
-            r_d = r_factor(d[idx, :width].to(dtype) * keep)  # G kd W
-            sv = core_singular_values(core(r_d, r_inputs[key]))  # G k
-            for name, t in spectrum_stats(sv, full_dim).items():
-                stats.setdefault(name, [None] * batch)
-                for j, value in zip(members, t.tolist(), strict=True):
-                    stats[name][j] = value
-        out.append(stats)
-    return out

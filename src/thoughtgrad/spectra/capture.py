@@ -9,6 +9,10 @@ the module's input and registers a tensor hook on its output that stores the gra
 arriving there. On exit, always (also after an exception), it removes every hook and
 restores ``requires_grad`` and the train/eval flags exactly as they were.
 
+With a ``consumer``, a module's factors are handed over as soon as the gradient of its last
+forward call arrives, and dropped from the capture: the backward then never holds more
+than one module's ``D`` and only the ``X`` of modules it has not reached yet.
+
 Per-layer-type knowledge sits in one registry: ``@register_capture(nn.Linear)``,
 ``@register_capture(Conv1D)``. A rule has the signature
 ``(module, inputs, grad_output) -> dict[str, Factors]`` keyed by parameter name, where
@@ -95,12 +99,39 @@ def _register_conv1d() -> None:
 _register_conv1d()
 
 
+Consumer = Callable[[str, Factors, list[Tensor]], None]
+"""Called as ``consumer(name, factors, inputs)``: a module's complete factors and its
+captured per-call inputs (their storage identifies an input several modules share)."""
+
+
 @dataclass
 class Capture:
-    """What the hooks recorded, per module path, one entry per forward call."""
+    """What the hooks recorded, per module path, one entry per forward call.
+
+    ``hooked`` counts the calls whose output carries grad (a gradient hook is waiting).
+    """
 
     inputs: dict[str, list[Tensor]] = field(default_factory=dict)
     grads: dict[str, dict[int, Tensor]] = field(default_factory=dict)
+    hooked: dict[str, int] = field(default_factory=dict)
+    modules: dict[str, nn.Module] = field(default_factory=dict)
+    consumer: Consumer | None = None
+
+    def hand_over(self, name: str) -> None:
+        """Give the module's factors to the consumer, then forget its inputs and gradients."""
+        factors = self.factors(name, self.modules[name])
+        inputs = self.inputs.pop(name)
+        self.grads.pop(name, None)
+        self.hooked.pop(name, None)
+        self.consumer(name, factors, inputs)
+
+    def flush(self) -> None:
+        """Hand every module still captured to the consumer (modules some of whose calls
+        got no gradient: their ``D`` is zero there)."""
+        if self.consumer is None:
+            return
+        for name in list(self.inputs):
+            self.hand_over(name)
 
     def factors(self, name: str, module: nn.Module) -> Factors:
         """The module's factors over all its forward calls (concatenated along tokens).
@@ -135,17 +166,21 @@ def input_embeddings(model: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def capturing(model: nn.Module, modules: Mapping[str, nn.Module]) -> Iterator[Capture]:
+def capturing(model: nn.Module, modules: Mapping[str, nn.Module], *,
+              consumer: Consumer | None = None) -> Iterator[Capture]:
     """Freeze ``model``, make activations carry grad, capture X and D of ``modules``.
 
     Yields a :class:`Capture` filled by the forward and backward passes run inside the
-    block. Hooks are removed and parameter/mode flags restored on exit, always.
+    block; with ``consumer``, each module's :class:`Factors` go to ``consumer(name,
+    factors)`` (inside the backward) as soon as they are complete, and are not kept; call
+    :meth:`Capture.flush` after the backward for modules left incomplete. Hooks are removed
+    and parameter/mode flags restored on exit, always.
     """
     for name, module in modules.items():
         rule_for(module)  # fail before touching the model
         if not name:
             raise UserError("cannot capture the root module")
-    cap = Capture()
+    cap = Capture(modules=dict(modules), consumer=consumer)
     handles: list[torch.utils.hooks.RemovableHandle] = []
     flags = [(p, p.requires_grad) for p in model.parameters()]
     modes = [(m, m.training) for m in model.modules()]
@@ -177,9 +212,13 @@ def _make_forward_hook(name: str, cap: Capture, handles: list) -> Callable:
         calls.append(inputs[0].detach())
         if not out.requires_grad:
             return
+        cap.hooked[name] = cap.hooked.get(name, 0) + 1
 
         def grad_hook(grad: Tensor) -> None:
-            cap.grads.setdefault(name, {})[call] = grad.detach()
+            got = cap.grads.setdefault(name, {})
+            got[call] = grad.detach()
+            if cap.consumer is not None and len(got) == cap.hooked[name]:
+                cap.hand_over(name)
 
         handles.append(out.register_hook(grad_hook))
 
