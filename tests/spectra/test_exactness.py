@@ -4,6 +4,10 @@
 float64 tiny random-init models; a right-padded batch of samples of different lengths
 (one longer than the hidden size, so T > min(m, n) is covered); prompt tokens masked.
 Every statistic within relative 1e-4 (sigma_min on the scale of sigma_max), ranks equal.
+float32 and bfloat16 models run on CPU and, marked ``gpu`` (skipped without CUDA), on CUDA.
+bfloat16 activations cannot be reproduced by any float64 model; what must hold there is
+that the spectral maths never runs in half precision: the fast table equals float64 SVDs of
+exactly the ``D^T X`` the hooks captured, to 1e-4.
 """
 
 from __future__ import annotations
@@ -12,10 +16,18 @@ import pandas as pd
 import pytest
 import torch
 
+from thoughtgrad.models.roles import matrix_views
 from thoughtgrad.models.tiny import tiny_model
-from thoughtgrad.spectra import layer_spectra
+from thoughtgrad.spectra import fast, layer_spectra
+from thoughtgrad.spectra.reference import numpy_stats
 
 RTOL = 1e-4
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA device")]),
+]
 RELATIVE = ("nuclear", "sigma_max", "ratio", "frobenius", "effective_rank", "loss")
 
 
@@ -88,11 +100,12 @@ def test_shared_weights_applied_twice_gpt_mini_loops():
     assert not bad, "\n".join(bad)
 
 
-def test_float32_model_agrees_with_float64_reference():
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_model_agrees_with_float64_reference(device):
     model = tiny_model("qwen2", vocab_size=512)
     ids, labels, mask = batch([14, 33], [6, 20])
-    fast = layer_spectra(model, ids, labels, mask)
-    ref = layer_spectra(model.double(), ids, labels, mask, method="reference")
+    fast = layer_spectra(model.to(device), ids.to(device), labels.to(device), mask.to(device))
+    ref = layer_spectra(model.cpu().double(), ids, labels, mask, method="reference")
     bad = mismatches(fast, ref, rtol=1e-3)
     assert not bad, "\n".join(bad)
 
@@ -100,12 +113,51 @@ def test_float32_model_agrees_with_float64_reference():
 @pytest.mark.parametrize("direct", [True, False])
 def test_both_routes_match_reference(monkeypatch, direct):
     """Whichever route the shapes pick (QR core or D^T X formed), the numbers are the same."""
-    from thoughtgrad.spectra import fast
-
     monkeypatch.setattr(fast, "direct_is_cheaper", lambda *a, **k: direct)
     model = tiny_model("phi3", vocab_size=512).double()  # fused qkv and gate_up: row views
     ids, labels, mask = batch([9, 21, 40], [4, 12, 30])
     got = layer_spectra(model, ids, labels, mask, include_fused=True)
     ref = layer_spectra(model, ids, labels, mask, include_fused=True, method="reference")
     bad = mismatches(got, ref)
+    assert not bad, "\n".join(bad)
+
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA device")]),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_bfloat16_model_spectra_are_float64_exact_on_captured_factors(device, arch,
+                                                                      monkeypatch):
+    model = tiny_model(arch, vocab_size=512).to(device, torch.bfloat16)
+    ids, labels, mask = (t.to(device) for t in batch([14, 33], [6, 20]))
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    consume = fast._Statistics.__call__
+
+    def spy(self, name, factors, inputs):
+        assert factors.x.dtype == torch.bfloat16
+        seen[name] = (factors.x.double().cpu(), factors.d.double().cpu())
+        return consume(self, name, factors, inputs)
+
+    monkeypatch.setattr(fast._Statistics, "__call__", spy)
+    table = layer_spectra(model, ids, labels, mask)
+    views = matrix_views(model)
+    bad = []
+    for s, length in enumerate(mask.sum(1).tolist()):
+        for v in views:
+            x, d = seen[v.module]
+            d = d if v.rows is None else d[..., v.rows.cpu()]
+            sv = torch.linalg.svdvals(d[s, :length].T @ x[s, :length]).numpy()
+            want = numpy_stats(sv)
+            row = table.query(f"sample == {s} and param == '{v.param}' and role == '{v.role}'")
+            for stat in ("nuclear", "sigma_max", "ratio", "frobenius", "effective_rank"):
+                got = float(row[stat].iloc[0])
+                if abs(got - want[stat]) > 1e-4 * abs(want[stat]):
+                    bad.append(f"sample {s} {v.param} ({v.role}) {stat}: {got} vs {want[stat]}")
+            if abs(float(row["sigma_min"].iloc[0]) - want["sigma_min"]) > 1e-4 * want["sigma_max"]:
+                bad.append(f"sample {s} {v.param} ({v.role}) sigma_min")
     assert not bad, "\n".join(bad)
