@@ -34,7 +34,7 @@ peak RSS; ``--memory-src`` adds a column for another checkout's ``src`` (before/
 
     python benchmarks/spectra.py                                 # hidden-1024 random llama
     python benchmarks/spectra.py --model random:smollm2 --min-tokens 500 --max-tokens 500 \\
-        --samples 2 --batch-size 1 --paper-samples 1 --profile
+        --samples 2 --batch-size 1 --paper-samples 1 --profile --before-src /work/main/src
     python benchmarks/spectra.py --model random:smollm2 --memory 1024,4096,16384 \\
         --memory-src /work/main/src
     python benchmarks/spectra.py --model path/SmolLM2-135M-Instruct.Q4_1.gguf \\
@@ -221,10 +221,29 @@ def plain_backward(model, ids, labels, mask) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def ours(model, ids, labels, mask):
-    from thoughtgrad.spectra import layer_spectra
+def ours(model, ids, labels, mask, *, spectra=None):
+    """(b): ``layer_spectra`` of this checkout, or of ``spectra`` (see :func:`before`)."""
+    if spectra is None:
+        from thoughtgrad import spectra
+    return spectra.layer_spectra(model, ids, labels, mask)
 
-    return layer_spectra(model, ids, labels, mask)
+
+def before(src: str):
+    """The ``thoughtgrad.spectra`` package of another checkout's ``src`` (e.g. main's),
+    imported beside this one under the name ``spectra_before`` (its own imports of
+    ``thoughtgrad.spectra`` rewritten; everything else is this checkout's)."""
+    import importlib
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="spectra_before_"))
+    pkg = root / "spectra_before"
+    shutil.copytree(Path(src) / "thoughtgrad" / "spectra", pkg,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for f in pkg.glob("*.py"):
+        f.write_text(f.read_text().replace("thoughtgrad.spectra", "spectra_before"))
+    sys.path.insert(0, str(root))
+    return importlib.import_module("spectra_before")
 
 
 def eig_floor(model, views, lengths: list[int], repeats: int = 3) -> float:
@@ -289,7 +308,7 @@ def _stage(event, inherited: str | None) -> str | None:
     return inherited
 
 
-def profile(model, ids, labels, mask) -> dict[str, float]:
+def profile(model, ids, labels, mask, spectra=None) -> dict[str, float]:
     """Seconds per stage of one ``layer_spectra`` call (exclusive times; unlabelled code
     classified by op names; ``other``: Python time outside any torch op or label)."""
     from torch.profiler import ProfilerActivity, record_function
@@ -305,7 +324,7 @@ def profile(model, ids, labels, mask) -> dict[str, float]:
     try:
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
-            ours(model, ids, labels, mask)
+            ours(model, ids, labels, mask, spectra=spectra)
             wall = time.perf_counter() - t0
     finally:
         del model.forward
@@ -328,9 +347,9 @@ def profile(model, ids, labels, mask) -> dict[str, float]:
 
 def print_profile(label: str, rows: dict[str, dict[str, float]]) -> None:
     print(f"  profile of (b), seconds per batch, {label}")
-    print("    " + f"{'stage':<11}" + "".join(f"{k:>12}" for k in rows))
+    print("    " + f"{'stage':<11}" + "".join(f"{k:>16}" for k in rows))
     for stage in (*STAGES, "total"):
-        print("    " + f"{stage:<11}" + "".join(f"{r[stage]:12.3f}" for r in rows.values()))
+        print("    " + f"{stage:<11}" + "".join(f"{r[stage]:16.3f}" for r in rows.values()))
 
 
 # ----------------------------------------------------------------------------- memory
@@ -394,8 +413,12 @@ def run(hidden: int, args: argparse.Namespace) -> None:
     warm = collate([(samples[0][0][:96], samples[0][1] // 4)])
     ours(model, *warm)
     plain_backward(model, *warm)
-    t = interleaved({"b": lambda *b: ours(model, *b), "c": lambda *b: plain_backward(model, *b)},
-                    work, args.repeats)
+    old = before(args.before_src) if args.before_src else None
+    contenders = {"b": lambda *b: ours(model, *b), "c": lambda *b: plain_backward(model, *b)}
+    if old is not None:
+        ours(model, *warm, spectra=old)
+        contenders["b0"] = lambda *b: ours(model, *b, spectra=old)
+    t = interleaved(contenders, work, args.repeats)
     k = min(args.paper_samples or args.samples, args.samples)
     t0 = time.perf_counter()
     paper = paper_method(model, *collate(samples[:k]), views)
@@ -421,16 +444,24 @@ def run(hidden: int, args: argparse.Namespace) -> None:
           f"        : {t['b']:8.2f} s")
     print(f"  (c) plain: batched, loss-position logits, backward with weight grads  "
           f"          : {t['c']:8.2f} s")
+    if old is not None:
+        print(f"  (b0) before: layer_spectra of {args.before_src}                  "
+              f"          : {t['b0']:8.2f} s   (b0)/(c) = {t['b0'] / t['c']:5.2f}   "
+              f"(b0)/(b) = {t['b0'] / t['b']:5.2f}")
     print(f"  floor: (c) + one float64 eigvalsh of size min(m, n, T) per matrix     "
           f"          : {t['c'] + floor:8.2f} s   (eigvalsh alone {floor:.2f} s)")
     print(f"  (a)/(b) = {t_a / t['b']:6.1f}   (b)/(c) = {t['b'] / t['c']:5.2f}   "
-          f"(b)/floor = {t['b'] / (t['c'] + floor):5.2f}")
+          f"(b)/floor = {t['b'] / (t['c'] + floor):5.2f}   floor/(c) = "
+          f"{(t['c'] + floor) / t['c']:5.2f}")
     print("  max relative error (a) vs (b): " +
           ", ".join(f"{k} {v:.1e}" for k, v in errors.items()), flush=True)
     if args.profile:
         rows = {}
-        for i, b in enumerate(work[:3]):
-            rows[f"batch{i} T={int(b[2].sum(1).max())}"] = profile(model, *b)
+        for i, b in enumerate(work[:2]):
+            width = int(b[2].sum(1).max())
+            if old is not None:
+                rows[f"before{i} T={width}"] = profile(model, *b, spectra=old)
+            rows[f"after{i} T={width}"] = profile(model, *b)
         print_profile(f"model {args.model}", rows)
 
 
@@ -458,7 +489,10 @@ def main() -> None:
                              "(per-sample work is independent; the errors are measured on "
                              "those N); default all")
     parser.add_argument("--profile", action="store_true",
-                        help="also print (b)'s time per stage for the first 3 batches")
+                        help="also print (b)'s time per stage for the first 2 batches")
+    parser.add_argument("--before-src", default=None,
+                        help="another checkout's src (e.g. /work/main/src): also time and "
+                             "profile its layer_spectra, (b0), interleaved with (b) and (c)")
     parser.add_argument("--memory", default=None,
                         help="comma-separated batch-token budgets: peak RSS table only")
     parser.add_argument("--memory-src", default=None,

@@ -75,6 +75,15 @@ def test_fast_matches_reference(arch):
     assert not bad, f"{len(bad)} mismatches:\n" + "\n".join(bad)
 
 
+def test_samples_sharing_a_length_group_keep_their_rows():
+    """Lengths within the group slack, shorter first: the group is ordered [1, 0]."""
+    model = tiny_model("llama", vocab_size=512).double()
+    ids, labels, mask = batch([20, 21], [5, 6])
+    bad = mismatches(layer_spectra(model, ids, labels, mask),
+                     layer_spectra(model, ids, labels, mask, method="reference"))
+    assert not bad, "\n".join(bad)
+
+
 def test_fast_matches_reference_with_summed_loss():
     model = tiny_model("llama", vocab_size=512).double()
     ids, labels, mask = batch([12, 30], [3, 25])

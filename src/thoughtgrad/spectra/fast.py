@@ -140,7 +140,7 @@ def _input_key(inputs: list[Tensor]) -> tuple:
 
 def _rows(a: Tensor, members: list[int], width: int, calls: int, batch: int) -> Tensor:
     """Rows ``members`` of ``a`` (B, calls*T, f), each call cut to its first ``width``."""
-    if len(members) < batch:
+    if members != list(range(batch)):
         a = a[torch.tensor(members, device=a.device)]
     if calls == 1:
         return a[:, :width]
