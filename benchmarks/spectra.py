@@ -63,7 +63,8 @@ SMOLLM2_GGUF = (Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.ve
 # ----------------------------------------------------------------------------- models, data
 
 
-def llama(hidden: int, layers: int, vocab: int, seed: int) -> torch.nn.Module:
+def llama(hidden: int, layers: int, vocab: int, seed: int, attn: str = "eager"
+          ) -> torch.nn.Module:
     """Llama-7B proportions at a given width: head dim 64, MLP 2.6875 x hidden, MHA."""
     from transformers import LlamaConfig
 
@@ -71,25 +72,25 @@ def llama(hidden: int, layers: int, vocab: int, seed: int) -> torch.nn.Module:
                                intermediate_size=int(hidden * 2.6875) // 64 * 64,
                                num_hidden_layers=layers, num_attention_heads=hidden // 64,
                                num_key_value_heads=hidden // 64, max_position_embeddings=4096),
-                   seed)
+                   seed, attn)
 
 
-def smollm2_shaped(seed: int) -> torch.nn.Module:
+def smollm2_shaped(seed: int, attn: str = "eager") -> torch.nn.Module:
     """SmolLM2-135M's architecture with random weights."""
     from transformers import LlamaConfig
 
     return _random(LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
                                num_hidden_layers=30, num_attention_heads=9,
                                num_key_value_heads=3, tie_word_embeddings=True,
-                               max_position_embeddings=8192, rms_norm_eps=1e-5), seed)
+                               max_position_embeddings=8192, rms_norm_eps=1e-5), seed, attn)
 
 
-def _random(cfg, seed: int) -> torch.nn.Module:
+def _random(cfg, seed: int, attn: str) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager",
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn,
                                                  dtype=torch.float32)
     return model.eval()
 
@@ -97,19 +98,19 @@ def _random(cfg, seed: int) -> torch.nn.Module:
 def load(name: str, hidden: int, args: argparse.Namespace) -> torch.nn.Module:
     """The model ``--model`` names (see the module docstring)."""
     if name == "random":
-        return llama(hidden, args.layers, args.vocab, args.seed)
+        return llama(hidden, args.layers, args.vocab, args.seed, args.attn)
     if name == "random:smollm2":
-        return smollm2_shaped(args.seed)
+        return smollm2_shaped(args.seed, args.attn)
     if name.endswith(".gguf"):
         from transformers import AutoModelForCausalLM
 
         p = Path(name)
         return AutoModelForCausalLM.from_pretrained(
             str(p.parent), gguf_file=p.name, dtype=torch.float32,
-            attn_implementation="eager").eval()
+            attn_implementation=args.attn).eval()
     from thoughtgrad.models.hf import load_model
 
-    return load_model(name, dtype="fp32", device="cpu")
+    return load_model(name, dtype="fp32", device="cpu", attn_implementation=args.attn)
 
 
 def tokenizer_for(args: argparse.Namespace):
@@ -376,7 +377,7 @@ def memory_table(args: argparse.Namespace) -> None:
     if args.memory_src:
         srcs = {"before": args.memory_src, "ours": here}
     print(f"peak RSS (MB) of one batch, model {args.model}, samples of {args.max_tokens} tokens,"
-          f" threads {torch.get_num_threads()}")
+          f" threads {torch.get_num_threads()}, attention {args.attn}")
     print(f"  {'tokens':>8}" + "".join(f"{k + ' (b)':>14}" for k in srcs) + f"{'(c) plain':>14}"
           + f"{'model alone':>14}")
     for budget in budgets:
@@ -385,7 +386,7 @@ def memory_table(args: argparse.Namespace) -> None:
             cmd = [sys.executable, __file__, "--model", args.model, "--hidden", args.hidden,
                    "--layers", str(args.layers), "--vocab", str(args.vocab),
                    "--max-tokens", str(args.max_tokens), "--seed", str(args.seed),
-                   "--threads", str(torch.get_num_threads()),
+                   "--threads", str(torch.get_num_threads()), "--attn", args.attn,
                    "--memory-child", str(budget), "--memory-what", what]
             env = {**os.environ, "PYTHONPATH": src}
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -502,6 +503,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default torch's); 1 is steadiest on a "
                              "shared machine")
+    parser.add_argument("--attn", default="eager", choices=("eager", "sdpa"),
+                        help="attention implementation (eager saves each layer's B H T T "
+                             "attention weights for the backward; sdpa does not)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
