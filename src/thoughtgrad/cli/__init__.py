@@ -22,6 +22,7 @@ COMMANDS: list[str] = [
     "demo",
     "toy",
     "spectra",
+    "grid",
     "variants",
     "compare",
     "report",

@@ -41,6 +41,10 @@ as that file's bare answer found in the long response. A response that never sta
 its answer is recorded as failed.
 """
 
+SUM_NOTE = ("note: the sum control needs no measurement of its own: for one sample the "
+            "summed-loss gradient is n_tokens x the mean-loss one, so `thoughtgrad grid` "
+            "derives it from the mean run (experiments/sum_control.py)")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from thoughtgrad.experiments.spectra_config import (
@@ -124,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     from thoughtgrad.runs.store import RunDir
 
     cfg = build_config(args)
+    if cfg.loss_reduction == "sum":
+        print(SUM_NOTE, file=sys.stderr, flush=True)
     check_resume(cfg, RunDir(args.out))  # data bytes, before the manifest is touched
     run_dir = RunDir.create(args.out, command="spectra", config=cfg, seed=cfg.seed,
                             identity=cfg.identity())
