@@ -15,7 +15,7 @@ from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.grid import Grid, GridConfig, decide, model_kind, spectra_config
 from thoughtgrad.experiments.spectra_tables import COLUMNS
 from thoughtgrad.experiments.sum_control import SCALED
-from thoughtgrad.report.store import RunDir
+from thoughtgrad.runs.store import RunDir
 
 KEY = ["source", "sample_id", "layer", "role", "param"]
 STATS = ["nuclear", "sigma_max", "sigma_min", "ratio", "frobenius", "effective_rank", "rank",

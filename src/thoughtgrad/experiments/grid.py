@@ -40,7 +40,7 @@ from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.spectra_config import ATTN_IMPLEMENTATIONS, SpectraConfig
 from thoughtgrad.experiments.spectra_tables import SAMPLES_TABLE, TABLE
 from thoughtgrad.experiments.sum_control import sum_samples, sum_spectra
-from thoughtgrad.report.store import RunDir, check_identity
+from thoughtgrad.runs.store import RunDir, check_identity
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ import pandas as pd
 
 from thoughtgrad.errors import UserError
 from thoughtgrad.report import stats, studies
+from thoughtgrad.report.grid_report import add_claims, expand_grids
 from thoughtgrad.runs.load import SPECTRA_REQUIRED, Runs, load_runs
 from thoughtgrad.tasks.records import dataset_stem
 
@@ -303,7 +304,7 @@ def compare_runs(paths: Sequence[str | os.PathLike[str]], cfg: CompareConfig | N
                  ) -> Comparison:
     """Load the runs and compute every table their contents allow."""
     cfg = cfg or CompareConfig()
-    runs = load_runs(paths)
+    runs = load_runs(expand_grids(paths))  # a grid directory stands for its cells
     comp = Comparison(runs=runs, config=cfg, notes=list(runs.notes))
     raw = runs.tables.get("spectra")
     prepared = prepare_spectra(raw, cfg, comp.notes) if raw is not None else None
@@ -334,6 +335,7 @@ def compare_runs(paths: Sequence[str | os.PathLike[str]], cfg: CompareConfig | N
         if not top.empty:
             comp.tables["top_samples"] = top
     comp.tables.update(studies.summarise(runs.tables, comp.notes))
+    add_claims(comp)  # seeds 001/002 per model and control, then all five seeds
     return comp
 
 

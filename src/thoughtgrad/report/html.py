@@ -24,6 +24,7 @@ from thoughtgrad.errors import UserError
 from thoughtgrad.report import figures as figs
 from thoughtgrad.report import tables
 from thoughtgrad.report.compare import TOP_SAMPLES, CompareConfig, Comparison, compare_runs
+from thoughtgrad.report.grid_report import claims_html
 from thoughtgrad.report.simulator import simulator_html
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def build_html(comp: Comparison, fig: dict[str, list[Path]], *, title: str = "th
     body = [
         f"<h1>{_e(title)}</h1><p>Runs: {runs}. Generated {_e(now)} from the runs' tables "
         "only; no model was loaded.</p>",
+        claims_html(comp),
         "<h2 id=\"notes\">Notes</h2><ul class=\"notes\">"
         + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>",
         _spectra_section(comp, fig),
