@@ -385,7 +385,8 @@ def claims_table(spectra: pd.DataFrame, *, kinds: Mapping[str, str] | None = Non
             for control in CONTROLS:
                 per = {m: _for(by, m, control) for m in models}
                 per = {m: d for m, d in per.items() if not d.empty}
-                label, figs[control] = cross_model_figure(claim, per, kinds, names, seed=seed)
+                name, figs[control] = cross_model_figure(claim, per, kinds, names, seed=seed)
+                label = name if control == "mean" else label
             rows.append(_row(claim, label, figs))
             continue
         for m in models:
