@@ -141,9 +141,11 @@ def test_the_derived_sum_cell_equals_a_measured_sum_run(tmp_path, model_dir, roo
 
 def test_changed_cell_settings_are_refused_before_any_work(tmp_path, model_dir, root):
     Grid(_cfg(model_dir, root, datasets=("gsm8k",), controls=()), tmp_path / "g").run_all()
+    before = (tmp_path / "g" / "manifest.json").read_text()
     with pytest.raises(UserError, match="other settings"):
         Grid(_cfg(model_dir, root, datasets=("gsm8k",), controls=(), max_length=64),
              tmp_path / "g")
+    assert (tmp_path / "g" / "manifest.json").read_text() == before
 
 
 def test_instruct_or_base_and_the_chat_template():

@@ -321,12 +321,12 @@ class Grid:
         self.path = Path(out)
         previous = self._previous_decision()
         self.decision = previous or decide(cfg, tokenizer_loader)
+        self._check_cells()
         self.run = RunDir.create(out, command="grid", config=cfg, seed=cfg.seed,
                                  identity=_grid_identity(cfg, self.root, self.decision))
         self.run.update_manifest(model=cfg.model, model_kind=self.decision.kind,
                                  chat_template=self.decision.chat_template,
                                  chat_template_reason=self.decision.reason)
-        self._check_cells()
         self.entries: dict[str, dict[str, Any]] = {
             e["name"]: e for e in self.run.manifest().get("cells", []) if "name" in e}
         for cell in self.cells:
