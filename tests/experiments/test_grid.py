@@ -16,12 +16,14 @@ from thoughtgrad.experiments.grid import Grid, GridConfig, decide, model_kind, s
 from thoughtgrad.experiments.spectra_tables import COLUMNS
 from thoughtgrad.experiments.sum_control import SCALED
 from thoughtgrad.runs.store import RunDir
+from thoughtgrad.spectra.metrics import RANK_RTOL
 
 KEY = ["source", "sample_id", "layer", "role", "param"]
 STATS = ["nuclear", "sigma_max", "sigma_min", "ratio", "frobenius", "effective_rank", "rank",
          "n_tokens", "loss"]
-SIGMA_FLOOR = 1e-10
-"""fp64 singular values below this fraction of sigma_max are rounding noise."""
+SIGMA_FLOOR = RANK_RTOL
+"""Singular values below this fraction of sigma_max count as zero (the rank's threshold):
+the fast path's Gram eigenvalues resolve them to about sqrt(eps_64) of sigma_max."""
 
 
 @pytest.fixture()
