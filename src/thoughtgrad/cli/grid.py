@@ -10,13 +10,11 @@ fields carry their help text.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
-import types
-import typing
 
-from thoughtgrad.cli.common import HelpFormatter, positive_int
+from thoughtgrad.cli.common import HelpFormatter, add_out_option, positive_int
+from thoughtgrad.cli.options import add_config_options, add_set_option, field_docs, from_args
 
 DESCRIPTION = """\
 Measure the paper's grid on one model, one `thoughtgrad spectra` run directory per cell
@@ -37,55 +35,28 @@ continues sample by sample. `thoughtgrad report RUN_DIR` reads every cell.
 """
 
 
-def _base_type(annotation: object) -> tuple[object, bool]:
-    """The non-None type of a field's annotation and whether None is allowed."""
-    hint = annotation
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        rest = [a for a in args if a is not type(None)]
-        return rest[0], len(rest) < len(args)
-    return hint, False
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     from thoughtgrad.experiments.grid import GridConfig
 
     p = sub.add_parser("grid", help="the paper's grid (datasets x CoT levels x correct/"
                        "irrelevant, with controls) as one resumable job",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
-    p.add_argument("--out", required=True, metavar="RUN_DIR",
-                   help="grid directory; re-running the same command resumes it")
-    hints = typing.get_type_hints(GridConfig)
-    for f in dataclasses.fields(GridConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind, optional = _base_type(hints[f.name])
-        helptext = f.metadata.get("help", "")
-        default = None if f.default is dataclasses.MISSING else f.default
-        required = f.default is dataclasses.MISSING
-        if kind is bool and optional:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=helptext)
-        elif kind is bool:
-            p.add_argument(flag, action="store_true", help=helptext)
-        elif typing.get_origin(kind) is tuple:
-            p.add_argument(flag, type=_csv, default=default, required=required,
-                           metavar="A,B", help=helptext)
-        elif kind is int:
-            p.add_argument(flag, type=positive_int if f.name != "seed" else int,
-                           default=default, required=required, metavar="N", help=helptext)
-        else:
-            p.add_argument(flag, default=default, required=required, help=helptext)
+    add_out_option(p, what="grid directory; re-running the same command resumes it",
+                   required=True)
+    base = GridConfig(model="")
+    add_config_options(p, base, skip=("chat_template",), required=("model",),
+                       types_={"limit": positive_int, "max_length": positive_int,
+                               "batch_tokens": positive_int})
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction,
+                   default=argparse.SUPPRESS, help=field_docs(GridConfig)["chat_template"])
+    add_set_option(p)
     p.set_defaults(func=run)
 
 
 def build_config(args: argparse.Namespace):
     from thoughtgrad.experiments.grid import GridConfig
 
-    return GridConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GridConfig)})
+    return from_args(GridConfig(model=args.model), args)
 
 
 def _progress(i: int, n: int, cell, result) -> None:

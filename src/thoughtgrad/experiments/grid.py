@@ -32,7 +32,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,48 +75,52 @@ tokenizer often carries a chat template too (Gemma's does), so the template alon
 make a model instruct."""
 
 
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
-
-
 @dataclass(frozen=True)
 class GridConfig:
     """Everything that defines a ``thoughtgrad grid`` run (saved in its manifest)."""
 
-    model: str = _help("a local model directory, a hub id, a .gguf file or a pkg: name")
-    data_root: str = _help("folder laid out like the shared layer_gradient data (cot_500/, "
-                           "cot_500_wrong_answer_shuffle/, wiki_popularity/, ...)",
-                           default="../shared/data/layer_gradient")
-    datasets: tuple[str, ...] = _help("datasets of the grid: " + ", ".join(DATASETS),
-                                      default=DATASETS)
-    controls: tuple[str, ...] = _help("controls on --control-datasets: sum (derived from "
-                                      "the mean-loss cell), answer (answer-only loss span), "
-                                      "random (untrained model of the same architecture)",
-                                      default=CONTROLS)
-    control_datasets: tuple[str, ...] = _help("datasets that get the controls",
-                                              default=("gsm8k",))
-    limit: int | None = _help("only the first N records of every file (default: as many as "
-                              "the dataset's shortest file; raise it later to extend the "
-                              "same grid)", default=None)
-    chat_template: bool | None = _help("encode with the tokenizer's chat template (instruct) "
-                                       "or as plain text (base); default: decided from the "
-                                       "model and recorded in the manifest", default=None)
-    model_kind: str | None = _help("instruct or base (default: from the model's name; "
-                                   "used by the report's instruct-vs-base claims)",
-                                   default=None)
-    system_prompt: str | None = _help("system turn with the chat template", default=None)
-    max_length: int | None = _help("token bound per sample (default: the model's maximum)",
-                                   default=None)
-    roles: tuple[str, ...] | None = _help("roles among q,k,v,o,gate,up,down (default: all)",
-                                          default=None)
-    method: str = _help("fast (exact, batched) or reference (slow per-sample SVD)",
-                        default="fast")
-    seed: int = _help("seed of the random-init control", default=0)
-    batch_tokens: int = _help("memory bound: padded tokens per batch", default=4096)
-    dtype: str = _help("model weights: fp32, bf16, fp16, fp64", default="fp32")
-    device: str = _help("auto, cpu, cuda, cuda:1 ...", default="auto")
-    attn_implementation: str = _help("eager or sdpa", default="eager")
-    trust_remote_code: bool = _help("allow a hub model's own code to run", default=False)
+    model: str
+    """a local model directory, a hub id, a .gguf file or a pkg: name"""
+    data_root: str = "../shared/data/layer_gradient"
+    """folder laid out like the shared layer_gradient data (cot_500/,
+    cot_500_wrong_answer_shuffle/, wiki_popularity/, ...)"""
+    datasets: tuple[str, ...] = DATASETS
+    """datasets of the grid: aqua, creak, ecqa, gsm8k, sensemaking, strategyqa,
+    wiki_popularity"""
+    controls: tuple[str, ...] = CONTROLS
+    """controls on --control-datasets: sum (derived from the mean-loss cell), answer
+    (answer-only loss span), random (untrained model of the same architecture)"""
+    control_datasets: tuple[str, ...] = ("gsm8k",)
+    """datasets that get the controls"""
+    limit: int | None = None
+    """only the first N records of every file (default: as many as the dataset's
+    shortest file; raise it later to extend the same grid)"""
+    chat_template: bool | None = None
+    """encode with the tokenizer's chat template (instruct) or as plain text (base);
+    default: decided from the model and recorded in the manifest"""
+    model_kind: str | None = None
+    """instruct or base (default: from the model's name; used by the report's
+    instruct-vs-base claims)"""
+    system_prompt: str | None = None
+    """system turn with the chat template"""
+    max_length: int | None = None
+    """token bound per sample (default: the model's maximum)"""
+    roles: tuple[str, ...] | None = None
+    """roles among q,k,v,o,gate,up,down (default: all)"""
+    method: str = "fast"
+    """fast (exact, batched) or reference (slow per-sample SVD)"""
+    seed: int = 0
+    """seed of the random-init control"""
+    batch_tokens: int = 4096
+    """memory bound: padded tokens per batch"""
+    dtype: str = "fp32"
+    """model weights: fp32, bf16, fp16, fp64"""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:1 ..."""
+    attn_implementation: str = "eager"
+    """eager or sdpa"""
+    trust_remote_code: bool = False
+    """allow a hub model's own code to run"""
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.datasets if d not in DATASETS]
