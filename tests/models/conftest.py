@@ -28,6 +28,12 @@ def _skip_unless_installed(name: str) -> packaged.PackagedModel:
     return spec
 
 
+@pytest.fixture
+def gemma3_spec() -> packaged.PackagedModel:
+    """The packaged Gemma-3-270M, or a skip naming its install command."""
+    return _skip_unless_installed("pkg:gemma-3-270m")
+
+
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory) -> Path:
     """A model cache root shared by the whole session."""

@@ -11,6 +11,7 @@ name a figure or table shows says "Q4_1 dequantised" (or the file's own type).
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -34,6 +35,13 @@ PROVENANCE_FILE = "provenance.json"
 """The cache entry's record of the GGUF it came from (:class:`GGUFInfo` as JSON)."""
 
 UNQUANTISED = ("F32", "F16", "BF16", "F64")
+
+CHECK_PROMPT = "Natalia sold clips to 48 of her friends in April. How many clips did she sell?"
+"""A short prompt on which every new cache entry must reproduce the GGUF model's logits."""
+
+CHECK_ATOL = 1e-4
+"""Largest absolute logit difference allowed between the GGUF-loaded model and the saved
+entry (both fp32 with the same weights: they agree to rounding, ~1e-6)."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +160,7 @@ def _rebuilt(loaded: Any) -> Any:
     """A plain fp32 model of the same config holding ``loaded``'s weights (ties kept)."""
     from transformers import AutoModelForCausalLM
 
-    config = loaded.config
+    config = copy.deepcopy(loaded.config)
     for attr in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(config, attr):
             delattr(config, attr)
@@ -160,35 +168,52 @@ def _rebuilt(loaded: Any) -> Any:
     bad = [name for name, t in state.items() if t.is_floating_point() and
            not bool(torch.isfinite(t).all())]
     if bad:
-        raise UserError(f"GGUF {config.name_or_path}: dequantised weights are not finite in "
+        raise UserError(f"model {config.name_or_path}: dequantised weights are not finite in "
                         f"{len(bad)} tensors (first: {bad[0]})")
     with torch.random.fork_rng(devices=[]):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if set(missing) - tied or unexpected:
-        raise UserError(f"GGUF {config.name_or_path}: dequantised weights do not fit the "
+        raise UserError(f"model {config.name_or_path}: dequantised weights do not fit the "
                         f"rebuilt model (missing {sorted(missing)[:3]}, unexpected "
                         f"{sorted(unexpected)[:3]})")
     model.tie_weights()
     return model.eval()
 
 
+def _logits(model: Any, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids, use_cache=False).logits.float()
+
+
 def _build(path: Path, info: GGUFInfo, directory: Path, display: str | None) -> None:
-    from transformers import AutoTokenizer
+    """Dequantise, save, reload the saved entry and check it gives the GGUF model's logits."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
     log.warning("dequantising %s (%s) into the model cache; later loads read the cache",
                 path.name, info.quantization)
-    model = _rebuilt(load_gguf_model(path))
-    model.save_pretrained(directory, safe_serialization=True)
+    loaded = load_gguf_model(path)
+    rebuilt = _rebuilt(loaded)
+    rebuilt.save_pretrained(directory, safe_serialization=True)
+    del rebuilt
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise UserError(f"model {path}: cannot read its tokenizer ({exc})") from None
     tokenizer.save_pretrained(directory)
+    saved = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32).eval()
+    ids = torch.tensor([tokenizer(CHECK_PROMPT).input_ids])  # 1 T
+    diff = float((_logits(loaded, ids) - _logits(saved, ids)).abs().max())
+    if not diff <= CHECK_ATOL:
+        raise UserError(f"model {path}: the dequantised copy does not reproduce the GGUF "
+                        f"model's logits (max difference {diff:.3g} > {CHECK_ATOL})")
     record = {**asdict(info), "display_name": info.display_name(display),
-              "dequantised_dtype": "float32", "seconds": round(time.perf_counter() - start, 1)}
+              "dequantised_dtype": "float32", "tied_embeddings":
+              bool(getattr(saved.config, "tie_word_embeddings", False)),
+              "check_prompt_tokens": ids.shape[1], "check_max_logit_diff": diff,
+              "seconds": round(time.perf_counter() - start, 1)}
     (directory / PROVENANCE_FILE).write_text(json.dumps(record, indent=1) + "\n")
 
 
