@@ -176,7 +176,10 @@ def build_entry(key: str, build: Callable[[Path], None]) -> Path:
         marker.write_text(json.dumps(sizes, indent=1, sort_keys=True))
         with open(marker, "rb") as fh:
             os.fsync(fh.fileno())
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; files keep their own modes
+        mask = _umask()  # mkdtemp makes 0700 and some writers 0600: share like other files
+        tmp.chmod(0o777 & ~mask)
+        for path in tmp.rglob("*"):
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
         _fsync_dir(tmp)
         final = entry_path(key)
         if final.exists():
