@@ -29,6 +29,7 @@ COMMANDS: list[str] = [
     "train",
     "hessian",
     "surprisal",
+    "models",
 ]
 
 

@@ -48,6 +48,7 @@ from thoughtgrad.experiments.spectra_tables import (
     sample_rows,
     with_settings,
 )
+from thoughtgrad.models.hf import model_provenance
 from thoughtgrad.runs.store import RunDir, check_identity, file_sha256
 from thoughtgrad.tasks.encode import EncodeConfig, EncodeError, collate, encode, token_batches
 from thoughtgrad.tasks.records import load_many
@@ -195,6 +196,7 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
 
     seed_everything(cfg.seed)
     model, tokenizer = load(cfg)
+    run.update_manifest(model_provenance=model_provenance(cfg.model))  # GGUF name, sha256
     _check_roles(model, cfg)
     limit = model_max_length(model)
     if cfg.max_length is not None:

@@ -63,7 +63,11 @@ _LLAMA_LIKE = {
 
 _ARCHITECTURES: dict[str, dict[str, str]] = {
     **{name: dict(_LLAMA_LIKE) for name in (
-        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2")},
+        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo",
+        "olmo2")},
+    # Gemma-3 with its vision tower (Gemma3ForConditionalGeneration): the text decoder only
+    "gemma3": {k.replace("model.layers", "language_model.layers"): r
+               for k, r in _LLAMA_LIKE.items()},
     "phi3": {
         "model.layers.{i}.self_attn.qkv_proj": "qkv",
         "model.layers.{i}.self_attn.o_proj": "o",
@@ -157,10 +161,43 @@ def _linear_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             and not isinstance(mod, nn.Embedding)]
 
 
+MAX_LISTED = 8
+"""Linear modules an unknown-architecture message names when they have no layer index."""
+
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+
+
+def _layer_summary(model: nn.Module) -> str:
+    """Each layer stack's count and its first layer's linear modules (``{i}`` for the index).
+
+    Listing every module of a deep model would make one line of thousands of characters.
+    """
+    stacks: dict[str, list[tuple[int, str]]] = {}
+    loose = []
+    for name, mod in _linear_modules(model):
+        match = _LAYER_INDEX.search(f".{name}.")
+        if match is None:
+            loose.append(f"{name} {tuple(mod.weight.shape)}")
+            continue
+        start, end = match.start(1) - 1, match.end(1) - 1  # in ``name``
+        pattern = f"{name[:start]}{{i}}{name[end:]} {tuple(mod.weight.shape)}"
+        stacks.setdefault(name[:start], []).append((int(match.group(1)), pattern))
+    parts = []
+    for stack, found in stacks.items():
+        first = min(i for i, _ in found)
+        count = len({i for i, _ in found})
+        mods = [p for i, p in found if i == first]
+        parts.append(f"{count} layers under {stack.rstrip('.')}, each like layer {first}: "
+                     f"{', '.join(mods)}")
+    if loose:
+        more = f" and {len(loose) - MAX_LISTED} more" if len(loose) > MAX_LISTED else ""
+        parts.append(f"outside layers: {', '.join(loose[:MAX_LISTED])}{more}")
+    return "; ".join(parts) or "none found"
+
+
 def _unknown_message(kind: str, model: nn.Module) -> str:
-    found = ", ".join(f"{name} {tuple(mod.weight.shape)}" for name, mod in _linear_modules(model))
     return (f"no role table for architecture {kind!r} (known: {', '.join(known_architectures())}); "
-            f"linear layers found: {found or 'none'}; map them with "
+            f"linear layers: {_layer_summary(model)}; map them with "
             f"thoughtgrad.models.roles.register_architecture({kind!r}, "
             "{'model.layers.{i}.self_attn.q_proj': 'q', ...}) using roles "
             f"{', '.join(ROLES)} or fused layouts {', '.join(FUSED_LAYOUTS)}")
