@@ -14,7 +14,7 @@ ROOT = Path(thoughtgrad.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("", "errors"),
-    ("config", "runs"),
+    ("config", "runs", "distributed"),
     ("tasks", "models"),
     ("spectra", "train", "evaluate"),
     ("dynamics",),

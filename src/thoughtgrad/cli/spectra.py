@@ -124,22 +124,39 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    from thoughtgrad import distributed
+
+    with distributed.launched() as world:  # torchrun / accelerate launch: one rank each
+        return _run(args, world)
+
+
+def _run(args: argparse.Namespace, world) -> int:
+    import contextlib
+
+    from thoughtgrad import distributed
     from thoughtgrad.experiments.spectra_run import check_resume, run_spectra
     from thoughtgrad.runs.store import RunDir
 
     cfg = build_config(args)
-    if cfg.loss_reduction == "sum":
-        print(SUM_NOTE, file=sys.stderr, flush=True)
-    check_resume(cfg, RunDir(args.out))  # data bytes, before the manifest is touched
-    run_dir = RunDir.create(args.out, command="spectra", config=cfg, seed=cfg.seed,
-                            identity=cfg.identity())
-    bar = Progress()
+    if world.main:
+        if cfg.loss_reduction == "sum":
+            print(SUM_NOTE, file=sys.stderr, flush=True)
+        check_resume(cfg, RunDir(args.out))  # data bytes, before the manifest is touched
+        run_dir = RunDir.create(args.out, command="spectra", config=cfg, seed=cfg.seed,
+                                identity=cfg.identity())
+    distributed.barrier(world)  # the manifest exists before any other rank starts
+    run_dir = RunDir(args.out, writer=world.writer)
+    bar = Progress() if world.main else None
     start = time.perf_counter()
     try:
-        with run_dir.recording():
-            summary = run_spectra(cfg, run_dir, progress=bar.update, on_total=bar.reset)
+        with run_dir.recording() if world.main else contextlib.nullcontext():
+            summary = run_spectra(cfg, run_dir, progress=bar and bar.update,
+                                  on_total=bar and bar.reset, world=world)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
+    if not world.main:
+        return 0
     seconds = time.perf_counter() - start
     run_dir.set_status("completed", seconds=round(seconds, 3))
     print(f"{summary.samples} samples: {summary.already_done} already done, "

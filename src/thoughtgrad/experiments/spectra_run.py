@@ -19,13 +19,21 @@ fills ``max_length``, no answer found for ``loss_span="answer"``), is appended t
 resume; a failure whose sample was measured later is resolved
 (:func:`thoughtgrad.report.compare.open_failures`).
 A run that ends with no measured sample at all raises :class:`UserError`.
+
+Under ``torchrun`` / ``accelerate launch`` (a :class:`~thoughtgrad.distributed.World` of
+several ranks) every rank measures the samples it owns
+(:func:`thoughtgrad.distributed.owner` of ``(source, sample_id)``, not arrival order) and
+appends its own shards (the run directory's ``writer`` tag); rank 0 alone checks and
+updates the manifest, shows the whole job's progress (a sum over ranks after every batch
+round) and, after a barrier, recounts the finished run from the tables. The done set is
+read from the tables, so a run killed on any rank resumes with any number of ranks.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +41,9 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from thoughtgrad import distributed
 from thoughtgrad.config import seed_everything
+from thoughtgrad.distributed import World
 from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.spectra_config import SpectraConfig
 from thoughtgrad.experiments.spectra_tables import (
@@ -171,7 +181,8 @@ def check_resume(cfg: SpectraConfig, run: RunDir) -> None:
 # -- the run ---------------------------------------------------------------------------------
 def run_spectra(cfg: SpectraConfig, run: RunDir, *,
                 progress: Callable[[int], None] | None = None,
-                on_total: Callable[[int], None] | None = None) -> SpectraSummary:
+                on_total: Callable[[int], None] | None = None,
+                world: World = distributed.SINGLE) -> SpectraSummary:
     """Measure every not-yet-measured sample of ``cfg.data``; append rows shard by shard.
 
     ``on_total`` is called once with the number of samples left to measure, ``progress``
@@ -180,14 +191,22 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
     (``samples``, ``done``, ``truncated``, ``failed``: samples with a standing failure); the
     caller sets the status. Raises :class:`UserError` when the run holds no measured
     sample at the end (its failures are kept in ``spectra_failed``).
+
+    With a ``world`` of several ranks (``run`` opened with this rank's ``writer`` tag), the
+    callbacks are called on rank 0 only, with the whole job's numbers, and the summary's
+    counts are sums over the ranks.
     """
     records = load_many(cfg.data, conditions=cfg.condition, limit=cfg.limit,
                         prompt_field=cfg.prompt_field, response_field=cfg.response_field)
-    check_resume(cfg, run)
-    check_identity(run.path, run.manifest(), cfg.identity())
-    run.update_manifest(identity=cfg.identity(), model=cfg.model_id(),
-                        data_sha256=data_hashes(cfg))
-    run.check(TABLE, SAMPLES_TABLE, FAILED_TABLE)  # unreadable shards out: measured again
+    if world.main:
+        check_resume(cfg, run)
+        check_identity(run.path, run.manifest(), cfg.identity())
+        run.update_manifest(identity=cfg.identity(), model=cfg.model_id(),
+                            data_sha256=data_hashes(cfg))
+        run.check(TABLE, SAMPLES_TABLE, FAILED_TABLE)  # unreadable shards out: measured again
+    distributed.barrier(world)  # the other ranks read the tables once rank 0 checked them
+    if world.distributed:
+        cfg = replace(cfg, device=distributed.device_for(world, cfg.device))
     done = _done_keys(run, TABLE)
     measured = set(done)  # grows as batches finish
     latest = _latest_failures(run)  # (source, sample_id) -> its latest recorded reason
@@ -209,7 +228,8 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
     failed_rows: list[dict[str, Any]] = []
     truncated = 0
     for rec in records:
-        if (rec.labels.source, rec.sample_id) in done:
+        key = (rec.labels.source, rec.sample_id)
+        if key in done or distributed.owner(key, world.size) != world.rank:
             continue
         try:
             enc = encode(tokenizer, rec.prompt, rec.output, enc_cfg, reference=rec.reference)
@@ -220,29 +240,50 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
         items.append(Item(rec, enc))
     if truncated:
         log.warning("%d of %d samples truncated to %s tokens", truncated, len(items), limit)
-    if on_total is not None:
-        on_total(len(items) + len(failed_rows))
+    total, first = distributed.sum_counts(world, [len(items) + len(failed_rows),
+                                                  len(failed_rows)])
+    if on_total is not None and world.main:
+        on_total(int(total))
     _append_failures(run, failed_rows, latest)
-    if progress is not None and failed_rows:
-        progress(len(failed_rows))
+    if progress is not None and world.main and first:
+        progress(int(first))
 
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     n_rows, n_failed, n_computed = 0, len(failed_rows), 0
-    for batch_idx in token_batches([len(it.encoded) for it in items], cfg.batch_tokens):
-        batch = [items[i] for i in batch_idx]
-        frame, per_sample, failures = _measure(model, tokenizer, batch, cfg, pad_id, device)
-        if not frame.empty:
-            run.append_batch({SAMPLES_TABLE: per_sample, TABLE: frame})  # one commit point
-            n_rows += len(frame)
-            n_computed += len(batch) - len(failures)
-            measured.update(_keys(frame))
-            cut.update(_keys(per_sample[per_sample["truncated"]]))
-        _append_failures(run, failures, latest)
-        n_failed += len(failures)
-        _update_counts(run, selected, measured, latest, cut)
-        if progress is not None:
-            progress(len(batch))
+    batches = list(token_batches([len(it.encoded) for it in items], cfg.batch_tokens))
+    # ranks step through batch rounds together, so rank 0 can show the whole job's progress
+    for i in range(distributed.max_count(world, len(batches))):
+        finished = 0
+        if i < len(batches):
+            batch = [items[j] for j in batches[i]]
+            frame, per_sample, failures = _measure(model, tokenizer, batch, cfg, pad_id, device)
+            if not frame.empty:
+                run.append_batch({SAMPLES_TABLE: per_sample, TABLE: frame})  # one commit point
+                n_rows += len(frame)
+                n_computed += len(batch) - len(failures)
+                measured.update(_keys(frame))
+                cut.update(_keys(per_sample[per_sample["truncated"]]))
+            _append_failures(run, failures, latest)
+            n_failed += len(failures)
+            finished = len(batch)
+        if world.distributed:
+            finished = int(distributed.sum_counts(world, [finished])[0])
+        if world.main:
+            if not world.distributed:
+                _update_counts(run, selected, measured, latest, cut)
+            if progress is not None and finished:
+                progress(finished)
+    distributed.barrier(world)  # every rank's shards are in place
+    if world.distributed:
+        n_computed, n_failed, truncated, n_rows = (int(v) for v in distributed.sum_counts(
+            world, [n_computed, n_failed, truncated, n_rows]))
+        if not world.main:
+            return SpectraSummary(samples=len(records), already_done=len(done & selected),
+                                  computed=n_computed, failed=n_failed, truncated=truncated,
+                                  rows=n_rows)
+        measured, latest, cut = _done_keys(run, TABLE), _latest_failures(run), \
+            _truncated_keys(run)  # rank 0 recounts the whole job from the tables
     counts = _update_counts(run, selected, measured, latest, cut)
     if counts["done"] == 0:
         first = next((r for k, r in latest.items() if k in selected), "no sample was selected")

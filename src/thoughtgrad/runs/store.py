@@ -28,6 +28,10 @@ What a run directory guarantees (``docs/architecture.md`` lists it for users):
   is also kept in ``.identity.json``: a run whose ``manifest.json`` was deleted is still
   checked against it, and a directory holding tables with neither is refused.
 * **One command per directory.** A run directory made by one command is refused by another.
+* **Many writers.** Each process of a launched job (:mod:`thoughtgrad.distributed`) opens
+  the directory with its own ``writer`` tag: its shards are ``part-NNNNN-<writer>.parquet``
+  and its commit records ``.batches/NNNNN-<writer>``, so processes appending at once never
+  pick the same name; readers (this module, ``pandas.read_parquet``) see one table.
 """
 
 from __future__ import annotations
@@ -131,8 +135,15 @@ class RunDir:
     one). Library code appends rows; the CLI sets the status.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, writer: str = "") -> None:
         self.path = Path(path)
+        self.writer = writer
+        """Tag in the names of the shards this object appends (one per process of a
+        launched job; empty: plain ``part-NNNNN``)."""
+
+    def _stem(self, idx: int) -> str:
+        """A shard's name without ``part-`` and ``.parquet``; also its batch record's name."""
+        return f"{idx:05d}-{self.writer}" if self.writer else f"{idx:05d}"
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -305,11 +316,11 @@ class RunDir:
         try:
             for name, df in frames.items():
                 d = self.table_path(name)
-                tmp = d / f".part-{idx:05d}.parquet.tmp"
-                pending.append((tmp, d / f"part-{idx:05d}.parquet"))
+                tmp = d / f".part-{self._stem(idx)}.parquet.tmp"
+                pending.append((tmp, d / f"part-{self._stem(idx)}.parquet"))
                 df.to_parquet(tmp, index=False)
             if len(pending) > 1:
-                record = self.path / BATCHES / f"{idx:05d}"
+                record = self.path / BATCHES / self._stem(idx)
                 record.parent.mkdir(exist_ok=True)
                 _atomic_write_text(record, json.dumps(sorted(frames)) + "\n")
         except OSError as exc:  # disk full, quota, permissions: the batch is not there
@@ -323,14 +334,16 @@ class RunDir:
         return {name: target for name, (_, target) in zip(frames, pending, strict=True)}
 
     def _next_index(self, names: Iterable[str]) -> int:
-        """One more than the largest shard index of these tables and of any batch record."""
+        """One more than the largest shard index of these tables and of any batch record
+        (of every writer: an index is unique per writer, the tag makes names unique)."""
         used = [-1]
         for name in names:
             used += [int(p.name.split("-")[1].split(".")[0])
                      for p in self.table_path(name).glob("*part-*.parquet*")]
         batches = self.path / BATCHES
         if batches.is_dir():
-            used += [int(p.name) for p in batches.iterdir() if p.name.isdigit()]
+            used += [int(p.name.split("-")[0]) for p in batches.iterdir()
+                     if p.name.split("-")[0].isdigit()]
         return max(used) + 1
 
     def recover(self) -> None:
@@ -338,8 +351,8 @@ class RunDir:
         commit record is renamed into place, any other is deleted."""
         batches = self.path / BATCHES
         for tmp in self.path.glob("*.parquet/.part-*.parquet.tmp"):
-            idx = tmp.name.split("-")[1].split(".")[0]
-            if (batches / idx).is_file():
+            stem = tmp.name[len(".part-"):-len(".parquet.tmp")]
+            if (batches / stem).is_file():
                 os.replace(tmp, tmp.with_name(tmp.name[1:-len(".tmp")]))
             else:
                 tmp.unlink()
@@ -385,7 +398,7 @@ class RunDir:
         df = read_table(self.table_path(name), columns=columns, quarantine=quarantine,
                         notes=notes, quarantined=moved)
         for shard in moved:  # the rest of its batch goes too, or a resume would repeat it
-            record = self.path / BATCHES / shard.name.split("-")[1].split(".")[0]
+            record = self.path / BATCHES / shard.name[len("part-"):-len(".parquet")]
             if not record.is_file():
                 continue
             for other in json.loads(record.read_text(encoding="utf-8")):
