@@ -56,13 +56,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_hessian(args: argparse.Namespace) -> int:
+    from thoughtgrad import distributed
+
+    with distributed.launched() as world:  # torchrun: the batches shared among the ranks
+        return _hessian(args, world)
+
+
+def _hessian(args: argparse.Namespace, world) -> int:
     from thoughtgrad.experiments.hessian import HessianConfig, measure_hessian
     from thoughtgrad.runs.store import RunDir
 
     cfg = from_args(HessianConfig(model=args.model), args)
+    if not world.main:  # every rank computes the same result; rank 0 writes it
+        measure_hessian(cfg, world=world)
+        return 0
     run = RunDir.create(args.out, command="hessian", config=cfg, seed=cfg.seed)
     with run.recording():
-        result = measure_hessian(cfg)
+        result = measure_hessian(cfg, world=world)
     run.write("hessian", result.table())
     run.set_status("completed", samples=result.samples)
     if args.json:

@@ -318,9 +318,16 @@ def top_eigenvalues(loss_fn: Callable[[], Tensor], params: Params, *, k: int = 1
     params = list(params)
     if not params:
         raise ValueError("params is empty")
-    n = sum(p.numel() for p in params)
-    _check(k, tol, max_iter, method, n)
-    op = hvp_operator(loss_fn, params)
+    return eigenvalues_of(hvp_operator(loss_fn, params), params, k=k, method=method, tol=tol,
+                          max_iter=max_iter, seed=seed)
+
+
+def eigenvalues_of(op: HVP, params: Params, *, k: int = 1, method: str = "lanczos",
+                   tol: float = 1e-4, max_iter: int = 100, seed: int = 0) -> EigenResult:
+    """:func:`top_eigenvalues` of any HVP operator (e.g. one averaged over a data set,
+    :mod:`thoughtgrad.dynamics.dataset_hvp`)."""
+    params = list(params)
+    _check(k, tol, max_iter, method, sum(p.numel() for p in params))
     solver = lanczos if method == "lanczos" else power_iteration
     return solver(op, params, k=k, tol=tol, max_iter=max_iter, seed=seed)
 
@@ -342,10 +349,14 @@ def hutchinson_trace(loss_fn: Callable[[], Tensor], params: Params, *, n_samples
     Unbiased; its standard error is the sample standard deviation over ``sqrt(n_samples)``
     (``nan`` for one sample). One HVP per sample.
     """
+    return trace_of(hvp_operator(loss_fn, params), params, n_samples=n_samples, seed=seed)
+
+
+def trace_of(op: HVP, params: Params, *, n_samples: int = 100, seed: int = 0) -> TraceResult:
+    """:func:`hutchinson_trace` of any HVP operator."""
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     params = list(params)
-    op = hvp_operator(loss_fn, params)
     gen = torch.Generator().manual_seed(seed)
     samples = []
     for _ in range(n_samples):

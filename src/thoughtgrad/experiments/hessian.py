@@ -1,7 +1,13 @@
 # SPDX-License-Identifier: MIT
 """The Hessian study behind ``thoughtgrad hessian``: top eigenvalues and the Hutchinson
 trace of the mean response-token cross-entropy at a model's weights, for all parameters
-and, optionally, for each block alone (the Hessian's diagonal blocks)."""
+and, optionally, for each block alone (the Hessian's diagonal blocks).
+
+With ``batch_size`` the samples are split into batches and every Hessian-vector product is
+the token-weighted average of the batches' products (PyHessian's full-dataset mode, equal
+to the product of one batch holding every sample); under ``torchrun`` the batches are
+shared among the ranks (batch j on rank j mod N) and the products all-reduced
+(:mod:`thoughtgrad.dynamics.dataset_hvp`)."""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from thoughtgrad import distributed
+from thoughtgrad.distributed import World
 from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.dynamics import REGIMES
 from thoughtgrad.tasks.encode import LOSS_SPANS
@@ -52,8 +60,14 @@ class HessianConfig:
     """seed of the dropped steps, the start vectors and the Rademacher vectors"""
     device: str = "auto"
     """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
+    batch_size: int | None = None
+    """samples per batch of the Hessian-vector products (default: all in one batch; the
+    Hessian is of the mean over every loss token either way); under torchrun the batches
+    are shared among the ranks"""
 
     def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.regime not in REGIMES:
             raise UserError(f"unknown regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
         if self.loss_span not in LOSS_SPANS:
@@ -105,27 +119,44 @@ class HessianResult:
         return obj
 
 
-def measure_hessian(cfg: HessianConfig) -> HessianResult:
+def measure_hessian(cfg: HessianConfig, *, world: World = distributed.SINGLE) -> HessianResult:
     """Load the model and data, then solve for all parameters and, with ``per_layer``,
-    for each block's parameters alone (model in eval mode, attention double-backward-safe)."""
+    for each block's parameters alone (model in eval mode, attention double-backward-safe).
+    Every rank of ``world`` returns the same result."""
     from thoughtgrad.config import resolve_device
     from thoughtgrad.dynamics.attention import hvp_attention
-    from thoughtgrad.dynamics.hessian import hutchinson_trace, top_eigenvalues
+    from thoughtgrad.dynamics.dataset_hvp import dataset_hvp_operator
+    from thoughtgrad.dynamics.hessian import eigenvalues_of, hvp_operator, trace_of
     from thoughtgrad.dynamics.probes import default_loss, eval_mode, layer_index
     from thoughtgrad.experiments.dynamics_data import load_examples, probe_batches
     from thoughtgrad.models.hf import load_model
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(distributed.device_for(world, cfg.device))
     model = load_model(cfg.model, device=str(device))
     examples, pad_id, _ = load_examples(model, cfg.model, cfg.data, cfg.regime, seed=cfg.seed,
                                         limit=cfg.limit, max_length=cfg.max_length,
                                         chat_template=cfg.chat_template)
-    full, answer = probe_batches(examples, len(examples), pad_id)
-    batch = (answer if cfg.loss_span == "answer" else full).to(device)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
-    def loss():
-        return default_loss(model, batch)
+    def batch_of(chosen: list) -> Any:
+        full, answer = probe_batches(chosen, len(chosen), pad_id)
+        return (answer if cfg.loss_span == "answer" else full).to(device)
+
+    if cfg.batch_size is None and not world.distributed:
+        batch = batch_of(examples)
+
+        def make_op(params: list) -> Any:
+            return hvp_operator(lambda: default_loss(model, batch), params)
+    else:
+        size = cfg.batch_size or math.ceil(len(examples) / world.size)
+        chunks = [examples[i:i + size] for i in range(0, len(examples), size)]
+        mine = [batch_of(c) for j, c in enumerate(chunks) if j % world.size == world.rank]
+        reduce = (lambda ts: distributed.sum_tensors(world, ts)) if world.distributed else None
+
+        def make_op(params: list) -> Any:
+            return dataset_hvp_operator(
+                [(lambda b=b: default_loss(model, b), b.n_tokens) for b in mine], params,
+                reduce=reduce)
 
     n_params = sum(p.numel() for _, p in named)
     if cfg.top_k > n_params:
@@ -134,12 +165,13 @@ def measure_hessian(cfg: HessianConfig) -> HessianResult:
 
     def measure(params: list) -> dict[str, Any]:
         k = min(cfg.top_k, sum(p.numel() for p in params))  # a block smaller than k
-        res = top_eigenvalues(loss, params, k=k, method=cfg.method, tol=cfg.tol,
-                              max_iter=cfg.max_iter, seed=cfg.seed)
+        op = make_op(params)
+        res = eigenvalues_of(op, params, k=k, method=cfg.method, tol=cfg.tol,
+                             max_iter=cfg.max_iter, seed=cfg.seed)
         out = {"eigenvalues": res.eigenvalues, "trace": math.nan, "hvps": res.hvps,
                "converged": res.converged}
         if cfg.trace_samples > 0:
-            tr = hutchinson_trace(loss, params, n_samples=cfg.trace_samples, seed=cfg.seed)
+            tr = trace_of(op, params, n_samples=cfg.trace_samples, seed=cfg.seed)
             out.update(trace=tr.trace, hvps=res.hvps + tr.hvps, trace_stderr=tr.stderr)
         return out
 
