@@ -38,12 +38,12 @@ def llama(d: int, layers: int, f: int) -> torch.nn.Module:
     return LlamaForCausalLM(cfg).eval()
 
 
-def time_one(model, T: int, reps: int) -> tuple[float, float]:
+def time_one(model, tokens: int, reps: int) -> tuple[float, float]:
     from thoughtgrad.spectra import layer_spectra
 
-    ids = torch.randint(0, 512, (1, T))
+    ids = torch.randint(0, 512, (1, tokens))
     labels = ids.clone()
-    labels[:, : T // 3] = -100
+    labels[:, : tokens // 3] = -100
     fb, spec = [], []
     for _ in range(reps):
         t0 = time.perf_counter()
