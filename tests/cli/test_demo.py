@@ -106,7 +106,7 @@ def test_demo_pipeline_report_and_resume(tmp_path: Path,
         "spectra-sum/spectra.parquet": {"nuclear", "loss_reduction"},
         "dynamics-cot/dynamics.parquet": {"regime", "step", "loss", "grad_norm",
                                           "lambda_max", "dist_init"},
-        "dynamics-direct/dynamics.parquet": {"regime", "step"},
+        "dynamics-half/dynamics.parquet": {"regime", "step"},
         "dynamics-answer/dynamics.parquet": {"regime", "step"},
         "dynamics-cot/surprisal.parquet": {"sample_id", "condition", "surprisal_bits",
                                            "p_true", "logit_grad_norm", "lemma2_ok"},
@@ -131,7 +131,7 @@ def test_demo_pipeline_report_and_resume(tmp_path: Path,
     # the tiny llama uses grouped-query attention and a tokenizer trained on the data
     cfg = json.loads((out / "models/tiny-llama/config.json").read_text())
     assert cfg["num_key_value_heads"] < cfg["num_attention_heads"]
-    for regime in ("cot", "direct", "answer"):
+    for regime in ("cot", "half", "answer"):
         dyn = pd.read_parquet(out / f"dynamics-{regime}/dynamics.parquet")
         assert set(dyn["regime"]) == {regime} and sorted(dyn["step"]) == [0, 1, 2, 3]
         assert dyn["lambda_max"].notna().any()

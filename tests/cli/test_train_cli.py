@@ -38,13 +38,13 @@ def toy_train(base: Path, out: Path, regime: str, steps: int, *extra: str) -> in
 def test_train_toy_regimes_resume_and_tables(toy_base, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert toy_train(toy_base, out, "cot", 5) == 0
-    assert toy_train(toy_base, out, "direct", 5) == 0  # a second regime in the same dir
+    assert toy_train(toy_base, out, "half", 5) == 0  # a second regime in the same dir
     assert toy_train(toy_base, out, "cot", 5) == 0  # the same command: resumes, no new rows
     text = capsys.readouterr().out
     assert "training dynamics per regime" in text and "seed 000's claims" in text
     df = pd.read_parquet(out / "dynamics.parquet")
     assert sorted(df[df.regime == "cot"].step) == list(range(5))
-    assert sorted(df[df.regime == "direct"].step) == list(range(5))
+    assert sorted(df[df.regime == "half"].step) == list(range(5))
     assert (df.status == "ok").all()
     assert df.loss_answer.notna().all() and df.grad_norm_answer.notna().all()
     assert df.groupby("regime").cos_prev_answer.apply(lambda s: s.iloc[1:].notna().all()).all()
@@ -54,9 +54,9 @@ def test_train_toy_regimes_resume_and_tables(toy_base, tmp_path, capsys) -> None
     lay = pd.read_parquet(out / "layer_grad_norms.parquet")
     assert set(lay.layer) == {-1, 0}
     assert (out / "model-cot" / "model.safetensors").is_file()
-    # the direct regime drops a seeded half of the steps: shorter responses than cot
+    # the half regime drops a seeded half of the steps: shorter responses than cot
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["dynamics_direct"]["samples"] == manifest["dynamics_cot"]["samples"] == 64
+    assert manifest["dynamics_half"]["samples"] == manifest["dynamics_cot"]["samples"] == 64
 
 
 def test_hessian_json_matches_api(toy_base, tmp_path, capsys) -> None:
@@ -93,20 +93,20 @@ def test_hessian_json_matches_api(toy_base, tmp_path, capsys) -> None:
 def test_surprisal_cli_tables(toy_base, tmp_path, capsys) -> None:
     out = tmp_path / "surp"
     assert main(["surprisal", "--model", str(toy_base), "--data", "toy:addition", "--limit",
-                 "6", "--out", str(out), "--regime", "direct", "--tau", "0.9"]) == 0
+                 "6", "--out", str(out), "--regime", "half", "--tau", "0.9"]) == 0
     tok = pd.read_parquet(out / "surprisal.parquet")
     per = pd.read_parquet(out / "surprisal_samples.parquet")
     assert list(tok.columns[:7]) == ["sample_id", "condition", "position", "token_id",
                                      "surprisal_bits", "p_true", "logit_grad_norm"]
     assert tok.lemma2_ok.all() and (per.lemma2_violations == 0).all()
-    assert len(per) == 6 and set(tok.condition) == {"direct"}
+    assert len(per) == 6 and set(tok.condition) == {"half"}
     # oracle: one sample's surprisal by a hand log-softmax over the model's logits
     model = GPTMini.load(toy_base)
     sid = int(tok.sample_id.iloc[0])
     rows = tok[tok.sample_id == sid]
     from thoughtgrad.experiments.dynamics_data import toy_examples
 
-    ex = [e for e in toy_examples(str(toy_base), "addition", "direct", seed=0, limit=6)
+    ex = [e for e in toy_examples(str(toy_base), "addition", "half", seed=0, limit=6)
           if e.sample_id == sid][0]
     ids = torch.tensor([ex.full.input_ids])
     with torch.no_grad():
@@ -137,14 +137,14 @@ def test_train_hf_tiny_llama_on_gsm8k(tmp_path, capsys) -> None:
                           vocab_size=1200)
     model_dir = save_tiny(tmp_path / "llama", "llama", tok)
     out = tmp_path / "run"
-    rc = main(["train", "--model", str(model_dir), "--data", str(GSM8K), "--regime", "direct",
+    rc = main(["train", "--model", str(model_dir), "--data", str(GSM8K), "--regime", "half",
                "--steps", "3", "--limit", "12", "--out", str(out), "--curvature-every", "2",
                "--curvature-max-iter", "5", "--probe-batch", "2", "--checkpoint-every", "2"])
     assert rc == 0
     df = pd.read_parquet(out / "dynamics.parquet")
     assert df.step.tolist() == [0, 1, 2] and (df.status == "ok").all()
     assert df.lambda_max.notna().tolist() == [True, False, True]
-    m = json.loads((out / "manifest.json").read_text())["dynamics_direct"]
+    m = json.loads((out / "manifest.json").read_text())["dynamics_half"]
     assert m["samples"] >= 8
     assert m["config"]["train"]["lr"] == 1e-5 and m["config"]["train"]["batch_size"] == 4
 
@@ -208,7 +208,7 @@ def test_train_help_says_what_each_regime_supervises(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "cot the full response: every reasoning step and the answer" in text
     assert "a seeded random half of each sample's reasoning steps removed" in text
-    assert "NOT the toy lab's `toy train --regime direct`, which is answer-only" in text
+    assert "half seed 000's \"Direct\"" in text
     assert "answer the bare answer only (the toy lab's `direct`)" in text
 
 
@@ -220,19 +220,19 @@ def test_surprisal_keeps_other_conditions(toy_base, tmp_path, capsys) -> None:
                      "--limit", limit, "--out", str(out), "--regime", regime, *extra]) == 0
 
     run("cot", "4")
-    run("direct", "3")
+    run("half", "3")
     run("answer", "2", "--condition", "bare")
     tok = pd.read_parquet(out / "surprisal.parquet")
     per = pd.read_parquet(out / "surprisal_samples.parquet")
-    assert per.groupby("condition").size().to_dict() == {"cot": 4, "direct": 3, "bare": 2}
+    assert per.groupby("condition").size().to_dict() == {"cot": 4, "half": 3, "bare": 2}
     first_cot = tok[tok.condition == "cot"].reset_index(drop=True)
     run("cot", "5")  # the same condition again: replaced, not duplicated
     tok = pd.read_parquet(out / "surprisal.parquet")
     per = pd.read_parquet(out / "surprisal_samples.parquet")
-    assert per.groupby("condition").size().to_dict() == {"cot": 5, "direct": 3, "bare": 2}
+    assert per.groupby("condition").size().to_dict() == {"cot": 5, "half": 3, "bare": 2}
     assert len(tok) == len(tok.drop_duplicates(["condition", "sample_id", "position"]))
     again = tok[tok.condition == "cot"]
     again = again[again.sample_id.isin(first_cot.sample_id)].reset_index(drop=True)
     pd.testing.assert_frame_equal(again, first_cot)
     summary = capsys.readouterr().out.split("surprisal per condition")[-1]
-    assert all(c in summary for c in ("cot", "direct", "bare"))
+    assert all(c in summary for c in ("cot", "half", "bare"))

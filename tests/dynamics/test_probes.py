@@ -121,7 +121,7 @@ def test_probes_against_recomputation() -> None:
 def test_layer_norms_add_up_and_spikes() -> None:
     make = batches(1)
     probe = GradNormProbe(tau=0.0, factor=1e9)  # every finite step is an absolute spike
-    mon = DynamicsMonitor([probe], regime="direct")
+    mon = DynamicsMonitor([probe], regime="half")
     layer_rows: list[dict] = []
 
     class Keep:

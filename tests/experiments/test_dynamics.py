@@ -73,17 +73,17 @@ def test_exported_toy_model_keeps_the_base_split(tmp_path: Path) -> None:
                           block_size=64, mlp_ratio=2)).save(base, extra=split)
     train = dataclasses.replace(TOY_TRAIN, steps=2, batch_size=4, checkpoint_every=2,
                                 warmup_steps=1)
-    cfg = DynamicsConfig(model=str(base), data="toy:addition", regime="direct", train=train,
+    cfg = DynamicsConfig(model=str(base), data="toy:addition", regime="half", train=train,
                          probes=ProbeConfig(curvature_every=100, curvature_max_iter=2,
                                             probe_batch_size=2), device="cpu", limit=8)
     run = RunDir.create(tmp_path / "run", command="train", config=cfg)
     result, _ = run_dynamics(cfg, run)
     assert result.stopped_reason is None
-    exported = tmp_path / "run" / "model-direct"
+    exported = tmp_path / "run" / "model-half"
     meta = read_checkpoint_meta(exported)
     assert {k: meta[k] for k in TOY_SPLIT_KEYS} == {k: split[k] for k in TOY_SPLIT_KEYS}
     assert (meta["regime"], meta["style"], meta["dynamics_regime"]) == ("half", "half",
-                                                                         "direct")
+                                                                         "half")
     assert config_from_checkpoint(exported)[0] == config_from_checkpoint(base)[0]
     got = toy_examples(exported, "addition", "cot", seed=0)
     want = toy_examples(base, "addition", "cot", seed=0)

@@ -26,8 +26,8 @@ def test_answer_regime_reads_the_answer_shape_from_the_prompt() -> None:
         none_response(PENS_OUT, PENS)
 
 
-def test_direct_regime_is_the_seeded_half_steps_variant_with_the_prompt() -> None:
+def test_half_regime_is_the_seeded_half_steps_variant_with_the_prompt() -> None:
     for i in range(4):
-        got = regime_response(PENS_OUT, "direct", seed=1, sample_id=i, prompt=PENS)
+        got = regime_response(PENS_OUT, "half", seed=1, sample_id=i, prompt=PENS)
         assert got == half_steps_response(PENS_OUT, random.Random(f"half_steps:1:{i}"), PENS)
     assert regime_response(PENS_OUT, "cot", seed=1, sample_id=0, prompt=PENS) == PENS_OUT

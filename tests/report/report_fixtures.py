@@ -117,7 +117,7 @@ def make_toy_tables(seed: int = 0) -> dict[str, pd.DataFrame]:
                              "split": "eval" if k <= 6 else "ood"})
     acc = pd.DataFrame(rows)
     dyn = []
-    for regime, lam in (("direct", 40.0), ("cot", 12.0)):
+    for regime, lam in (("half", 40.0), ("cot", 12.0)):
         for step in range(50):
             dyn.append({"regime": regime, "step": step, "loss": 3.0 * np.exp(-step / 20),
                         "grad_norm": 1.0 + rng.random() + (5.0 if step == 17 else 0.0),
@@ -126,7 +126,7 @@ def make_toy_tables(seed: int = 0) -> dict[str, pd.DataFrame]:
                         "lambda_iters": 20 if step % 10 == 0 else np.nan,
                         "dist_init": 0.1 * step})
     sur = []
-    for cond in ("direct", "cot"):
+    for cond in ("half", "cot"):
         for pos in range(12):
             p = float(rng.uniform(0.05, 0.99))
             g = float((1 - p) * rng.uniform(1.0, 1.41))

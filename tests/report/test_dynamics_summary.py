@@ -18,9 +18,9 @@ NAN = math.nan
 def dynamics_rows(seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
-    for regime, n in (("direct", 7), ("cot", 5)):
+    for regime, n in (("half", 7), ("cot", 5)):
         for step in range(n):
-            nonfinite = regime == "direct" and step == 3
+            nonfinite = regime == "half" and step == 3
             rows.append({
                 "regime": regime, "step": step,
                 "loss": NAN if nonfinite else float(rng.uniform(1, 3)),
@@ -67,30 +67,30 @@ def test_summarize_equals_a_hand_computation() -> None:
             "lambda_max_answer_last": ("lambda_max_answer", "last"),
             "dist_init_final": ("dist_init", "last")}
     bad = []
-    for regime in ("direct", "cot"):
+    for regime in ("half", "cot"):
         rows = df[df.regime == regime].to_dict("records")
         for name, (col, how) in spec.items():
             want = hand(rows, col, how)
             if got.at[regime, name] != pytest.approx(want, rel=1e-12):
                 bad.append((regime, name, got.at[regime, name], want))
     assert not bad, f"mismatching summary cells: {bad}"
-    assert got.at["direct", "steps"] == 7 and got.at["cot", "steps"] == 5
-    assert got.at["direct", "nonfinite_steps"] == 1 and got.at["cot", "nonfinite_steps"] == 0
-    assert got.at["cot", "probe_failures"] == 1 and got.at["direct", "probe_failures"] == 0
+    assert got.at["half", "steps"] == 7 and got.at["cot", "steps"] == 5
+    assert got.at["half", "nonfinite_steps"] == 1 and got.at["cot", "nonfinite_steps"] == 0
+    assert got.at["cot", "probe_failures"] == 1 and got.at["half", "probe_failures"] == 0
 
 
 def test_claims_pair_each_claim_with_its_answer_only_control() -> None:
     summary = summarize(dynamics_rows(3))
     table = claims(summary)
-    assert list(table.columns) == ["claim", "loss", "cot", "direct", "ratio"]
+    assert list(table.columns) == ["claim", "loss", "cot", "half", "ratio"]
     assert len(table) == 2 * len(CLAIMS)
     by = summary.set_index("regime")
     for full, answer in CLAIMS:
         for loss, col in (("full", full), ("answer", answer)):
             row = table[(table.claim == full) & (table.loss == loss)].iloc[0]
-            cot, direct = by.at["cot", col], by.at["direct", col]
-            assert (row.cot, row.direct) == (cot, direct)
-            want = cot / direct if direct != 0 else NAN
+            cot, half = by.at["cot", col], by.at["half", col]
+            assert (row.cot, row.half) == (cot, half)
+            want = cot / half if half != 0 else NAN
             assert (math.isnan(row.ratio) and math.isnan(want)) or row.ratio == want
     assert claims(summary[summary.regime == "cot"]).empty
 

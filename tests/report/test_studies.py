@@ -26,10 +26,10 @@ def test_dynamics_table_is_the_summary_with_its_answer_only_controls(tmp_path) -
     comp = compare_runs([make_run(tmp_path, "d", {"dynamics": dyn})], CompareConfig(n_boot=10))
     got = comp.tables["dynamics"]
     want = summarize(dyn.assign(run="d")).set_index("regime")
-    assert got["regime"].tolist() == ["direct", "cot"]  # the canonical regime order
+    assert got["regime"].tolist() == ["half", "cot"]  # the canonical regime order
     assert {"grad_norm_answer_mean", "spikes_answer", "cos_prev_answer_mean",
             "lambda_max_answer_mean"} <= set(got.columns)
-    pd.testing.assert_frame_equal(got.set_index("regime"), want.loc[["direct", "cot"],
+    pd.testing.assert_frame_equal(got.set_index("regime"), want.loc[["half", "cot"],
                                                                      list(got.columns[1:])])
     pd.testing.assert_frame_equal(comp.tables["dynamics_claims"],
                                   claims(summarize(dyn.assign(run="d"))))

@@ -36,7 +36,7 @@ directory under OUT, then ONE offline OUT/report.html with a section per study.
               shared gsm8k files (none / simplified / detailed CoT; correct / irrelevant
               responses), mean loss -> OUT/spectra, summed loss (the 1/length control)
               -> OUT/spectra-sum; the model in OUT/models
-  3 dynamics  fine-tune the toy CoT model on held-out problems under cot, direct (half
+  3 dynamics  fine-tune the toy CoT model on held-out problems under cot, half (half
               of the steps) and answer supervision with every probe (gradient norm and
               spikes, cosine, lambda_max, distance from init), then per-token surprisal
               -> OUT/dynamics-<regime>

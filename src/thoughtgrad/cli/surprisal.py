@@ -28,7 +28,7 @@ re-running a condition replaces only that condition's rows.
 examples:
   thoughtgrad surprisal --model runs/dyn/model-cot --data toy:addition --out runs/surp
   thoughtgrad surprisal --model path/to/hf --data gsm8k_train_with_cot_gpt4o.json \\
-      --regime direct --out runs/surp
+      --regime half --out runs/surp
 """
 
 

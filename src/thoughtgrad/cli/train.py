@@ -26,10 +26,10 @@ answer-only loss is measured at the same weights as a length control.
 
 regimes (what the response, and so the loss, contains; the prompt is never supervised):
   cot     the full response: every reasoning step and the answer
-  direct  seed 000's "Direct": a seeded random half of each sample's reasoning steps
+  half    seed 000's "Direct": a seeded random half of each sample's reasoning steps
           removed, the remaining steps and the answer supervised (the same steps are
-          dropped in every run). NOT the toy lab's `toy train --regime direct`, which
-          is answer-only; that one is `answer` here
+          dropped in every run); called `direct` before, which now always means a bare
+          answer
   answer  the bare answer only (the toy lab's `direct`)
 
 Run the command once per regime with the same --out to compare them; re-running a command
@@ -40,7 +40,7 @@ differ). Tables: dynamics, layer_grad_norms.
 
 examples:
   thoughtgrad train --model runs/toy/checkpoints/addition-n3000-cot --data toy:addition \\
-      --regime direct --steps 300 --out runs/dyn
+      --regime half --steps 300 --out runs/dyn
   thoughtgrad train --model path/to/hf_model --data gsm8k_train_with_cot_gpt4o.json \\
       --regime cot --steps 1000 --out runs/dyn_llama
 """
@@ -131,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                             "control at the same weights)", floatfmt=".4g")
     ratios = claims(summary)
     if not ratios.empty:
-        print_table(ratios, title="\nseed 000's claims, cot vs direct (ratio = cot / direct)",
+        print_table(ratios, title="\nseed 000's claims, cot vs half (ratio = cot / half)",
                     floatfmt=".4g")
     info = run.manifest().get(f"dynamics_{cfg.regime}", {})
     failed = f", {info['failed']} could not be encoded (see dynamics_failed)" \

@@ -14,7 +14,7 @@ from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.toy import ToyConfig
 
 STAGES: tuple[str, ...] = ("toy", "spectra", "dynamics", "scale", "report")
-REGIMES: tuple[str, ...] = ("cot", "direct", "answer")
+REGIMES: tuple[str, ...] = ("cot", "half", "answer")
 RESUME_FREE: tuple[str, ...] = ("skip", "device", "figures", "title")
 """DemoConfig fields that may differ between a demo and its resumption."""
 

@@ -7,16 +7,16 @@ same for all:
 
 ==========  ==================================================================================
 ``cot``     all reasoning steps and the answer supervised (the response unchanged)
-``direct``  a seeded random half of the reasoning steps removed per sample, the rest and the
+``half``    a seeded random half of the reasoning steps removed per sample, the rest and the
             answer supervised (seed 000's "Direct"; ``tasks.variants`` ``half_steps`` with the
             same seed, or the toy ``half`` style); the same steps are dropped in every run
-``answer``  the bare answer as the response
+``answer``  the bare answer as the response (the toy lab's ``direct``)
 ==========  ==================================================================================
 
-Two studies use the word "direct": here it is seed 000's half-the-steps response; in the
-toy lab (seed 003, ``thoughtgrad toy train --regime direct``) it is the bare answer, which
-is ``answer`` here. A fine-tuned toy model is exported with the toy lab's words
-(:func:`toy_export_meta`).
+"direct" means a bare answer everywhere (the toy lab's ``direct`` regime is ``answer``
+here). Run directories written before ``half`` was named call it ``direct``; reports read
+them as ``half`` (:func:`thoughtgrad.runs.load.legacy_labels`). A fine-tuned toy model is
+exported with the toy lab's words (:func:`toy_export_meta`).
 
 Data (:mod:`thoughtgrad.experiments.dynamics_data`): ``toy:<task>`` (held-out problems of
 the toy lab: the evaluation split of the base checkpoint's own split, so the base model
@@ -67,7 +67,9 @@ from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, logits_of, tr
 
 log = logging.getLogger(__name__)
 
-REGIMES = ("cot", "direct", "answer")
+REGIMES = ("cot", "half", "answer")
+OLD_HALF = "direct"
+"""What ``half`` was called before it was renamed (still in older run directories)."""
 HF_TRAIN = TrainConfig(steps=1000, batch_size=4, lr=1e-5, warmup_steps=0, min_lr_ratio=1.0,
                        weight_decay=0.0, seed=42, checkpoint_every=100)
 """Seed 000's settings for Hugging Face models: batch 4, lr 1e-5 (constant), seed 42."""
@@ -138,8 +140,8 @@ class DynamicsConfig:
     """toy:addition / toy:fold (held-out toy problems; gpt_mini only), or an Alpaca-style
     JSON/JSONL file"""
     regime: str = "cot"
-    """the supervised response: cot = reasoning + answer; direct = a seeded half of the
-    reasoning steps + answer (seed 000); answer = answer only"""
+    """the supervised response: cot = reasoning + answer; half = a seeded half of the
+    reasoning steps + answer (seed 000's "Direct"); answer = answer only"""
     train: TrainConfig | None = None
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     device: str = "auto"
@@ -156,8 +158,17 @@ class DynamicsConfig:
     """seed of the dropped reasoning steps"""
 
     def __post_init__(self) -> None:
-        if self.regime not in REGIMES:
-            raise UserError(f"unknown regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
+        check_regime(self.regime)
+
+
+def check_regime(regime: str) -> None:
+    """Fail with one line on a regime the study does not know (naming ``direct``'s new
+    name, ``half``)."""
+    if regime == OLD_HALF:
+        raise UserError(f"regime {OLD_HALF!r} is now called 'half' (half the reasoning steps); "
+                        "the bare answer is 'answer'")
+    if regime not in REGIMES:
+        raise UserError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -195,7 +206,7 @@ def toy_export_meta(cfg: DynamicsConfig) -> dict[str, Any]:
     The base checkpoint's task and split (:data:`TOY_SPLIT_KEYS`), so ``toy:<task>`` data
     read from the exported model rebuilds the same held-out problems; the task is the
     ``toy:<task>`` of ``cfg.data`` when given. ``regime`` and ``style`` name the fine-tuned
-    response style in the toy lab's words (``direct`` = answer only, ``half``), so the toy
+    response style in the toy lab's words (``answer`` is the toy lab's ``direct``), so the toy
     commands evaluate the model in the style it was tuned on; ``dynamics_regime`` and
     ``base_checkpoint`` record what ran. Empty when the base is not a toy-lab checkpoint.
     """
@@ -224,6 +235,9 @@ def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
     """
     from thoughtgrad.models.hf import load_model
 
+    if cfg.regime == "half" and f"dynamics_{OLD_HALF}" in run.manifest():
+        raise UserError(f"{run.path} holds the half regime under its old name {OLD_HALF!r}; "
+                        "give a new --out (reports read the old name as half)")
     device = resolve_device(cfg.device)
     model = load_model(cfg.model, dtype=cfg.dtype, device=str(device))
     toy = is_toy(model)

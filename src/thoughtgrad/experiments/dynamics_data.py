@@ -26,8 +26,8 @@ from thoughtgrad.errors import UserError
 from thoughtgrad.tasks.encode import EncodeConfig, Encoded, EncodeError, collate, encode
 from thoughtgrad.train.sft import Batch
 
-TOY_STYLE = {"cot": "cot", "direct": "half", "answer": "answer"}
-"""The toy lab's response style of each regime (``direct`` is seed 000's half the steps)."""
+TOY_STYLE = {"cot": "cot", "half": "half", "answer": "answer"}
+"""The toy lab's response style of each regime."""
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,13 @@ def toy_examples(model_dir: str | Path, task_name: str, regime: str, *, seed: in
 
 def regime_response(output: str, regime: str, *, seed: int, sample_id: int,
                     prompt: str | None = None) -> str:
-    """The response a regime trains on (``direct`` as ``variants`` ``half_steps``); with
+    """The response a regime trains on (``half`` as ``variants`` ``half_steps``); with
     ``prompt`` its answer shape locates the final answer (as ``variants`` does)."""
     from thoughtgrad.tasks.variants import half_steps_response, none_response
 
     if regime == "cot":
         return output
-    if regime == "direct":
+    if regime == "half":
         return half_steps_response(output, random.Random(f"half_steps:{seed}:{sample_id}"),
                                    prompt)
     return none_response(output, prompt)

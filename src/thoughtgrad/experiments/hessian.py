@@ -20,7 +20,7 @@ import pandas as pd
 from thoughtgrad import distributed
 from thoughtgrad.distributed import World
 from thoughtgrad.errors import UserError
-from thoughtgrad.experiments.dynamics import REGIMES
+from thoughtgrad.experiments.dynamics import check_regime
 from thoughtgrad.tasks.encode import LOSS_SPANS
 
 HESSIAN_METHODS = ("lanczos", "power")
@@ -68,8 +68,7 @@ class HessianConfig:
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.regime not in REGIMES:
-            raise UserError(f"unknown regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
+        check_regime(self.regime)
         if self.loss_span not in LOSS_SPANS:
             raise UserError(f"loss_span must be one of {', '.join(LOSS_SPANS)}")
         if self.method not in HESSIAN_METHODS:

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from thoughtgrad.dynamics.surprisal import DEFAULT_TAU
-from thoughtgrad.errors import UserError
-from thoughtgrad.experiments.dynamics import REGIMES
+from thoughtgrad.experiments.dynamics import check_regime
 from thoughtgrad.runs.store import RunDir
 
 
@@ -44,8 +43,7 @@ class SurprisalConfig:
     """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
 
     def __post_init__(self) -> None:
-        if self.regime not in REGIMES:
-            raise UserError(f"unknown regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
+        check_regime(self.regime)
 
     @property
     def label(self) -> str:

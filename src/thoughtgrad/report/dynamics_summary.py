@@ -3,7 +3,7 @@
 the answer-only length control. Tables in, tables out (pandas only, no torch), so the report
 can import it.
 
-The claims (CoT vs direct supervision) and the columns they are read from:
+The claims (CoT vs half the steps, seed 000's "Direct") and the columns they are read from:
 
 =======================  ===========================  ================================
 claim                    full training loss           answer-only loss (control)
@@ -101,7 +101,7 @@ def summarize(dynamics: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims(summary: pd.DataFrame, *, numerator: str = "cot",
-           denominator: str = "direct") -> pd.DataFrame:
+           denominator: str = "half") -> pd.DataFrame:
     """Seed 000's claims side by side: one row per (claim, loss) with the value of each of
     the two regimes and ``ratio = numerator / denominator`` (NaN when the denominator is 0
     or missing). ``loss`` is ``full`` (the training loss) or ``answer`` (the answer-only

@@ -39,6 +39,7 @@ from thoughtgrad.report.spectra_figures import (
     correct_vs_irrelevant,
     spectra_panels,
 )
+from thoughtgrad.report.studies import REGIME_ORDER
 
 if TYPE_CHECKING:
     from thoughtgrad.report.compare import Comparison
@@ -57,7 +58,7 @@ def training_ks(rows: pd.DataFrame) -> list[int]:
 def accuracy_chart(acc: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Accuracy per K, one line per regime; the training range shaded, OOD K hatched."""
     plt = pyplot()
-    regimes = [c for c in ("direct", "answer", "simplified", "cot") if c in acc.columns]
+    regimes = [c for c in REGIME_ORDER if c in acc.columns]
     groups = [c for c in ("task", "train_size") if c in acc.columns]
     paths = []
     for vals, sub in (acc.groupby(groups, sort=True) if groups else [((), acc)]):
@@ -94,7 +95,7 @@ def error_bars(errors: pd.DataFrame, out_dir: Path) -> list[Path]:
         return []
     paths = []
     for task, sub in (errors.groupby("task", sort=True) if "task" in errors else [("", errors)]):
-        regimes = ordered(sub["regime"], ("direct", "answer", "simplified", "cot"))
+        regimes = ordered(sub["regime"], REGIME_ORDER)
         fig, axes = panel_grid(plt, 1, len(regimes), width=3.6, height=3.2, sharey=True)
         for c, regime in enumerate(regimes):
             ax = axes[0][c]
@@ -130,8 +131,7 @@ def dynamics_figure(dyn: pd.DataFrame, out_dir: Path) -> list[Path]:
         return []
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False,
                              layout="constrained")
-    for i, regime in enumerate(ordered(dyn["regime"], ("direct", "answer", "simplified",
-                                                        "cot"))):
+    for i, regime in enumerate(ordered(dyn["regime"], REGIME_ORDER)):
         sub = dyn[dyn["regime"] == regime].sort_values("step")
         st = {**series_style(i), "markersize": 3}
         for ax, (col, lab) in zip(axes[0], panels, strict=True):

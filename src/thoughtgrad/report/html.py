@@ -170,7 +170,7 @@ def build_html(comp: Comparison, fig: dict[str, list[Path]], *, title: str = "th
         _spectra_section(comp, fig),
         _toy_section(comp, fig),
         _simple_section(comp, fig, "dynamics", "Training dynamics", (
-            ("dynamics_claims", "Seed 000's claims, cot vs direct (ratio = cot / direct; "
+            ("dynamics_claims", "Seed 000's claims, cot vs half (ratio = cot / half; "
                                 "loss answer = the answer-only length control)"),)),
         _simple_section(comp, fig, "surprisal", "Surprisal and Lemma 2"),
         _simple_section(comp, fig, "scale", "Test-time compute", (

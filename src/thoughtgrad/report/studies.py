@@ -11,7 +11,7 @@ surprisal and test-time compute. Tables in, tables out; missing columns become n
   lambda_max, final distance from init, each beside its answer-only control
   (``*_answer``), and the non-finite steps and probe failures; columns no run measured
   are left out.
-* ``dynamics_claims`` - seed 000's claims, CoT vs direct, under the full and the
+* ``dynamics_claims`` - seed 000's claims, CoT vs half (its "Direct"), under the full and the
   answer-only loss (:func:`thoughtgrad.report.dynamics_summary.claims`), when both regimes are
   present.
 * ``surprisal`` - per condition: tokens, mean surprisal (bits), mean p_true, mean logit-grad
@@ -27,7 +27,7 @@ import pandas as pd
 
 from thoughtgrad.report.dynamics_summary import claims, summarize
 
-REGIME_ORDER = ("direct", "answer", "simplified", "cot")
+REGIME_ORDER = ("direct", "answer", "half", "simplified", "cot")
 
 
 def _need(table: str, df: pd.DataFrame, cols: tuple[str, ...], notes: list[str]) -> bool:
@@ -84,7 +84,7 @@ def errors_table(tables: dict[str, pd.DataFrame], notes: list[str]) -> pd.DataFr
 
 def dynamics_tables(df: pd.DataFrame, notes: list[str]) -> dict[str, pd.DataFrame]:
     """``dynamics`` (one row per regime, in :data:`REGIME_ORDER`; all-NaN columns left out)
-    and ``dynamics_claims`` (empty unless both ``cot`` and ``direct`` are present), both
+    and ``dynamics_claims`` (empty unless both ``cot`` and ``half`` are present), both
     from one :func:`~thoughtgrad.report.dynamics_summary.summarize` of the rows. Runs without the
     answer-only control (no ``grad_norm_answer``) show no answer-only spike count or claims
     rather than zeros."""

@@ -114,7 +114,7 @@ CAPTIONS = {
     "accuracy": "Toy lab accuracy per K and regime (fraction correct); gap = cot - direct.",
     "errors": "Toy lab failures per regime and K by error kind (counts).",
     "dynamics": "Training dynamics per regime (*_answer: the answer-only length control).",
-    "dynamics_claims": "Seed 000's claims, cot vs direct, under the full and the answer-only "
+    "dynamics_claims": "Seed 000's claims, cot vs half, under the full and the answer-only "
                        "loss.",
     "surprisal": "Per-token surprisal (bits) and Lemma 2 bounds per condition.",
     "scale": "Test-time compute: accuracy per knob and budget.",

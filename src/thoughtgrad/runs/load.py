@@ -4,7 +4,8 @@
 :func:`load_runs` reads every known table (:data:`TABLES`) of every run and concatenates
 them per table name, with a ``run`` column saying where a row came from. An unreadable,
 empty or too old table (one lacking a :data:`REQUIRED` column) is skipped with a one-line
-note; nothing here raises for a run that simply lacks a study.
+note; nothing here raises for a run that simply lacks a study. Labels an older version
+wrote are read under today's names (:func:`legacy_labels`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,45 @@ REQUIRED = {"spectra": SPECTRA_REQUIRED, "spectra_samples": ("sample_id", "sourc
             "errors": ("regime", "k", "error_kind", "count"), "dynamics": ("regime", "step"),
             "surprisal": ("condition", "surprisal_bits"), "scale": ("knob", "accuracy")}
 """Columns without which a run's table is skipped (with a note) before tables are joined."""
+
+
+OLD_HALF, HALF = "direct", "half"
+"""The dynamics study's half-the-steps regime was called ``direct`` before it was named
+``half`` (``direct`` now always means a bare answer, as in the toy lab)."""
+DYNAMICS_TABLES = ("dynamics", "layer_grad_norms", "dynamics_failed")
+SURPRISAL_TABLES = ("surprisal", "surprisal_samples", "surprisal_failed")
+
+
+def _old_half_surprisal(manifest: dict) -> bool:
+    """Whether this run's ``direct`` surprisal condition is the dynamics study's old
+    ``direct`` regime (half the steps), as its manifest tells: a dynamics run (the demo
+    measures each fine-tuned regime under its name), the condition's recorded settings, or
+    an older surprisal manifest that recorded the command's options."""
+    if f"dynamics_{OLD_HALF}" in manifest:
+        return True
+    settings = manifest.get("surprisal")
+    if isinstance(settings, dict) and isinstance(settings.get(OLD_HALF), dict):
+        return settings[OLD_HALF].get("regime") == OLD_HALF
+    config = manifest.get("config")
+    return (manifest.get("command") == "surprisal" and isinstance(config, dict)
+            and config.get("regime") == OLD_HALF and not config.get("condition"))
+
+
+def legacy_labels(table: str, df: pd.DataFrame, manifest: dict) -> pd.DataFrame:
+    """``df`` with the labels of an older version renamed: the dynamics study's ``direct``
+    regime (half the reasoning steps) becomes ``half`` in its dynamics tables when the
+    manifest shows a dynamics run (``dynamics_direct``), and in its surprisal tables when
+    the manifest shows the condition measured that regime. The toy lab's ``direct`` (a
+    bare answer; ``accuracy``, ``errors``, ``scale``) is left alone."""
+    if table in DYNAMICS_TABLES and f"dynamics_{OLD_HALF}" in manifest:
+        column = "regime"
+    elif table in SURPRISAL_TABLES and _old_half_surprisal(manifest):
+        column = "condition"
+    else:
+        return df
+    if column not in df.columns or not (df[column] == OLD_HALF).any():
+        return df
+    return df.assign(**{column: df[column].replace(OLD_HALF, HALF)})
 
 
 @dataclass
@@ -81,6 +121,7 @@ def load_runs(paths: Sequence[str | os.PathLike[str]]) -> Runs:
             if df.empty:
                 runs.notes.append(f"{run.table_path(table)}: table is empty")
                 continue
+            df = legacy_labels(table, df, runs.manifests[name])
             parts.setdefault(table, []).append(df.assign(run=name))
         if not found:
             runs.notes.append(f"{path}: no tables found (expected one of {', '.join(TABLES)})")
