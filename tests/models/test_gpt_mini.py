@@ -119,7 +119,8 @@ def test_packed_path_hessian_vector_product() -> None:
 
 
 def test_logits_of_packs_only_right_padding() -> None:
-    from thoughtgrad.train.sft import Batch, logits_of, right_padded_lengths
+    from thoughtgrad.tasks.tokens import right_padded_lengths
+    from thoughtgrad.train.sft import Batch, logits_of
 
     ids, labels, lengths = _ragged(2)
     mask = (torch.arange(15)[None] < lengths[:, None]).long()

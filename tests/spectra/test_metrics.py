@@ -15,8 +15,8 @@ from thoughtgrad.spectra.metrics import (
     RANK_RTOL,
     sample_losses,
     spectrum_stats,
-    token_cross_entropy,
 )
+from thoughtgrad.tasks.tokens import token_cross_entropy
 
 
 def _numpy_stats(g: np.ndarray) -> dict[str, float]:

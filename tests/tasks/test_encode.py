@@ -10,13 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from thoughtgrad.tasks.encode import (
-    IGNORE_INDEX,
     EncodeConfig,
     EncodeError,
-    collate,
     encode,
     token_batches,
 )
+from thoughtgrad.tasks.tokens import IGNORE_INDEX, collate
 
 PROMPT = "Natalia sold 48 clips in April and half as many in May. How many in total?"
 RESPONSE = "Natalia sold 48/2 = 24 clips in May. 48+24 = 72.\nThe final answer is 72"

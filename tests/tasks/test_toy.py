@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from thoughtgrad.errors import UserError
+from thoughtgrad.tasks.tokens import IGNORE_INDEX
 from thoughtgrad.tasks.toy import (
-    IGNORE_INDEX,
     TOKENIZER,
     VOCAB,
     Problem,

@@ -12,7 +12,8 @@ import torch
 
 from thoughtgrad.experiments.toy import ToyConfig, evaluate_regime, split_for, train_regime
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
-from thoughtgrad.tasks.toy import IGNORE_INDEX, collate, encode_example
+from thoughtgrad.tasks.tokens import IGNORE_INDEX, collate
+from thoughtgrad.tasks.toy import encode_example
 from thoughtgrad.train.sft import Batch, TrainConfig, lm_loss, logits_of, train
 
 SMALL = GPTMiniConfig(vocab_size=21, d_model=32, n_layer=2, n_head=4, block_size=32)

@@ -35,7 +35,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-IGNORE_INDEX = -100
+from thoughtgrad.tasks.tokens import IGNORE_INDEX
+
 LN2 = math.log(2.0)
 SQRT2 = math.sqrt(2.0)
 EPS_BOUND = 1e-5

@@ -62,7 +62,7 @@ from thoughtgrad.experiments.dynamics_data import (
     probe_batches,
 )
 from thoughtgrad.runs.store import RunDir
-from thoughtgrad.tasks.encode import collate
+from thoughtgrad.tasks.tokens import collate
 from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, logits_of, train
 
 log = logging.getLogger(__name__)

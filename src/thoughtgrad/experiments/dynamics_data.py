@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from thoughtgrad.errors import UserError
-from thoughtgrad.tasks.encode import EncodeConfig, Encoded, EncodeError, collate, encode
+from thoughtgrad.tasks.encode import EncodeConfig, Encoded, EncodeError, encode
+from thoughtgrad.tasks.tokens import IGNORE_INDEX, collate
 from thoughtgrad.train.sft import Batch
 
 TOY_STYLE = {"cot": "cot", "half": "half", "answer": "answer"}
@@ -62,7 +63,7 @@ def toy_examples(model_dir: str | Path, task_name: str, regime: str, *, seed: in
         resp = response(task, p, style, seed=seed)
         ids, labels = encode_example(p.prompt(), resp)
         n_ans = len(f"{task.answer(p)}#")
-        answer_labels = [-100] * (len(labels) - n_ans) + labels[-n_ans:]
+        answer_labels = [IGNORE_INDEX] * (len(labels) - n_ans) + labels[-n_ans:]
         n_prompt = len(p.prompt())
         out.append(Example(i, Encoded(ids, labels, n_prompt, False),
                            Encoded(ids, answer_labels, n_prompt, False)))

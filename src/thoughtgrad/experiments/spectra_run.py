@@ -60,8 +60,9 @@ from thoughtgrad.experiments.spectra_tables import (
 )
 from thoughtgrad.models.hf import model_provenance
 from thoughtgrad.runs.store import RunDir, check_identity, file_sha256
-from thoughtgrad.tasks.encode import EncodeConfig, EncodeError, collate, encode, token_batches
+from thoughtgrad.tasks.encode import EncodeConfig, EncodeError, encode, token_batches
 from thoughtgrad.tasks.records import load_many
+from thoughtgrad.tasks.tokens import collate
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from thoughtgrad.experiments.spectra_config import SpectraConfig
-from thoughtgrad.tasks.encode import IGNORE_INDEX, Encoded
+from thoughtgrad.tasks.encode import Encoded
 from thoughtgrad.tasks.records import Record
+from thoughtgrad.tasks.tokens import IGNORE_INDEX
 
 TABLE = "spectra"
 FAILED_TABLE = "spectra_failed"

@@ -25,13 +25,13 @@ from thoughtgrad.errors import UserError
 from thoughtgrad.evaluate.accuracy import accuracy_table, error_counts, evaluate_accuracy
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig, read_checkpoint_meta
 from thoughtgrad.runs.store import RunDir
+from thoughtgrad.tasks.tokens import collate
 from thoughtgrad.tasks.toy import (
     TOKENIZER,
     Problem,
     Split,
     ToyTask,
     check_k,
-    collate,
     encode_example,
     get_task,
     make_split,

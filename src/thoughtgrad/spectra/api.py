@@ -22,8 +22,9 @@ from torch import Tensor
 from thoughtgrad.errors import UserError
 from thoughtgrad.models.roles import matrix_views
 from thoughtgrad.spectra.fast import fast_table
-from thoughtgrad.spectra.metrics import IGNORE_INDEX, STAT_NAMES
+from thoughtgrad.spectra.metrics import STAT_NAMES
 from thoughtgrad.spectra.reference import reference_rows
+from thoughtgrad.tasks.tokens import IGNORE_INDEX, right_padded_lengths
 
 COLUMNS: tuple[str, ...] = ("sample", "layer", "role", "param", *STAT_NAMES, "n_tokens", "loss")
 """Columns of the table :func:`layer_spectra` returns, in order."""
@@ -84,9 +85,8 @@ def _prepare(input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None
         raise UserError(f"attention_mask shape {tuple(mask.shape)} != input_ids shape "
                         f"{tuple(input_ids.shape)}")
     mask = mask.to(torch.long)
-    lengths = mask.sum(1)  # B
-    positions = torch.arange(mask.shape[1], device=mask.device)
-    if not torch.equal(mask, (positions[None] < lengths[:, None]).long()):
+    lengths = right_padded_lengths(mask)  # B
+    if lengths is None:
         raise UserError("attention_mask must be right padding (ones, then zeros, per row)")
     width = max(int(lengths.max()), 1)
     ids, labels, mask = input_ids[:, :width], labels[:, :width], mask[:, :width]

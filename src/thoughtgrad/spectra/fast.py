@@ -33,11 +33,11 @@ from thoughtgrad.models.roles import MatrixView
 from thoughtgrad.spectra.capture import Factors, capturing, forward_logits
 from thoughtgrad.spectra.lowrank import core, direct_is_cheaper, r_factor, singular_values
 from thoughtgrad.spectra.metrics import (
-    IGNORE_INDEX,
     STAT_NAMES,
     kept_token_cross_entropy,
     spectrum_stats,
 )
+from thoughtgrad.tasks.tokens import IGNORE_INDEX
 
 LENGTH_SLACK = 0.1
 """Samples whose cut lengths differ by less than this fraction share one batched QR/eig."""

@@ -16,9 +16,6 @@ RANK_RTOL = 1e-6
 """Numerical rank counts singular values above ``RANK_RTOL * sigma_max``. fp32 QR and SVD
 resolve singular values to about 1e-7 of sigma_max, so smaller ones are noise."""
 
-IGNORE_INDEX = -100
-"""Label value of positions that carry no loss (prompt, padding), as in Hugging Face."""
-
 STAT_NAMES: tuple[str, ...] = ("nuclear", "sigma_max", "sigma_min", "ratio", "frobenius",
                                "effective_rank", "rank")
 
@@ -49,24 +46,6 @@ def spectrum_stats(s: Float[Tensor, "*S k"], full_dim: int) -> dict[str, Tensor]
         "effective_rank": torch.exp(-plogp.sum(-1)),
         "rank": (s > RANK_RTOL * sigma_max[..., None]).sum(-1),
     }
-
-
-def token_cross_entropy(logits: Float[Tensor, "B T V"], labels: Int[Tensor, "B T"]
-                        ) -> tuple[Float[Tensor, "B T-1"], Tensor]:
-    """Per-token cross-entropy in nats with the causal shift (logits at t predict label t+1).
-
-    Returns the losses (0 where the label is ``IGNORE_INDEX``) and the boolean mask of
-    loss-carrying positions, both B x (T-1). Computed in float32 or wider.
-    """
-    target = labels[:, 1:]  # B T-1
-    logit = logits[:, :-1]  # B T-1 V
-    if logit.dtype not in (torch.float32, torch.float64):
-        logit = logit.float()
-    mask = target != IGNORE_INDEX
-    ce = F.cross_entropy(logit.reshape(-1, logit.shape[-1]),
-                         target.masked_fill(~mask, 0).reshape(-1),
-                         reduction="none").view(target.shape)  # B T-1
-    return ce * mask, mask
 
 
 def kept_token_cross_entropy(logits: Float[Tensor, "N V"], targets: Int[Tensor, " N"]

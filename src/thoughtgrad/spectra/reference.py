@@ -26,7 +26,8 @@ from torch import Tensor
 
 from thoughtgrad.models.roles import MatrixView
 from thoughtgrad.spectra.capture import forward_logits, rule_for
-from thoughtgrad.spectra.metrics import RANK_RTOL, sample_losses, token_cross_entropy
+from thoughtgrad.spectra.metrics import RANK_RTOL, sample_losses
+from thoughtgrad.tasks.tokens import token_cross_entropy
 
 
 def numpy_stats(s: np.ndarray) -> dict[str, float | int]:

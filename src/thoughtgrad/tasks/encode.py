@@ -30,14 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from jaxtyping import Int
-from torch import Tensor
-
 from thoughtgrad.errors import UserError
 from thoughtgrad.tasks.answers import answer_shapes, answer_span, describe_shape
+from thoughtgrad.tasks.tokens import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 """Label of a position that carries no loss (Hugging Face convention)."""
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -221,18 +217,3 @@ def token_batches(lengths: Sequence[int], batch_tokens: int, *, chunk: int = 256
         if current:
             batches.append(current)
     return batches
-
-
-def collate(samples: Sequence[Encoded], pad_id: int
-            ) -> tuple[Int[Tensor, "B T"], Int[Tensor, "B T"], Int[Tensor, "B T"]]:
-    """Right-padded ``(input_ids, labels, attention_mask)``; padded labels are ``-100``."""
-    T = max(len(s) for s in samples)
-    ids = torch.full((len(samples), T), pad_id, dtype=torch.long)  # B T
-    labels = torch.full((len(samples), T), IGNORE_INDEX, dtype=torch.long)  # B T
-    mask = torch.zeros((len(samples), T), dtype=torch.long)  # B T
-    for b, s in enumerate(samples):
-        n = len(s)
-        ids[b, :n] = torch.tensor(s.input_ids)
-        labels[b, :n] = torch.tensor(s.labels)
-        mask[b, :n] = 1
-    return ids, labels, mask

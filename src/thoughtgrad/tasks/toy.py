@@ -23,13 +23,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-import torch
-from jaxtyping import Int
-from torch import Tensor
-
 from thoughtgrad.errors import UserError
+from thoughtgrad.tasks.tokens import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 PAD = "."
 VOCAB = PAD + "0123456789+-*=;{}<>#"
 K_MIN, K_MAX = 1, 20
@@ -288,21 +284,6 @@ def encode_example(prompt: str, resp: str,
     """Token ids and labels (aligned, HF convention) with the prompt masked."""
     p, r = tok.encode(prompt), tok.encode(resp)
     return p + r, [IGNORE_INDEX] * len(p) + r
-
-
-def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int = 0
-            ) -> tuple[Int[Tensor, "B T"], Int[Tensor, "B T"], Int[Tensor, "B T"]]:
-    """Right-pad to the longest: (input_ids, labels, attention_mask)."""
-    T = max(len(ids) for ids, _ in examples)
-    B = len(examples)
-    ids = torch.full((B, T), pad_id, dtype=torch.long)
-    labels = torch.full((B, T), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((B, T), dtype=torch.long)
-    for i, (x, y) in enumerate(examples):
-        ids[i, : len(x)] = torch.tensor(x)
-        labels[i, : len(y)] = torch.tensor(y)
-        mask[i, : len(x)] = 1
-    return ids, labels, mask
 
 
 # -- answers and errors ----------------------------------------------------------------------

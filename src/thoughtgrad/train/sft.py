@@ -25,15 +25,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from thoughtgrad.errors import UserError
+from thoughtgrad.tasks.tokens import IGNORE_INDEX, right_padded_lengths, token_cross_entropy
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 STATE_FILE = "trainer_state.pt"
 
 
@@ -107,16 +106,6 @@ class Batch:
         return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
 
 
-def right_padded_lengths(mask: Int[Tensor, "B T"] | None) -> Int[Tensor, " B"] | None:
-    """Real tokens per row when ``mask`` is right padding (ones, then zeros), else None."""
-    if mask is None:
-        return None
-    lengths = mask.sum(1)  # B
-    positions = torch.arange(mask.shape[1], device=mask.device)
-    right = torch.equal(mask.bool(), positions[None] < lengths[:, None])
-    return lengths if right else None
-
-
 def logits_of(model: nn.Module, batch: Batch) -> Float[Tensor, "B T V"]:
     """Logits for every position, for gpt_mini or a Hugging Face causal LM.
 
@@ -143,14 +132,7 @@ def lm_loss(logits: Float[Tensor, "B T V"], labels: Int[Tensor, "B T"],
     sum; ``sample_mean``: each sample's own mean, shape ``[B]``; ``none``: per position,
     shape ``[B, T-1]`` (0 where masked).
     """
-    B, T, V = logits.shape
-    shift_logits = logits[:, :-1].reshape(-1, V)  # B*(T-1) V
-    if shift_logits.dtype.itemsize < 4:  # bf16/fp16: the softmax in fp32; fp64 stays fp64
-        shift_logits = shift_logits.float()
-    shift_labels = labels[:, 1:].reshape(-1)  # B*(T-1)
-    per = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX,
-                          reduction="none").view(B, T - 1)  # B T-1
-    mask = labels[:, 1:] != IGNORE_INDEX
+    per, mask = token_cross_entropy(logits, labels)  # B T-1, 0 where masked
     if reduction == "none":
         return per
     if reduction == "sum":
