@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from thoughtgrad.experiments.toy import ToyConfig, make_batches, split_for
+from thoughtgrad.experiments.toy import ToyConfig, split_for, toy_batches
 from thoughtgrad.models.gpt_mini import GPTMini
 from thoughtgrad.tasks.toy import get_task
 from thoughtgrad.train.sft import TrainConfig, train
@@ -36,7 +36,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cfg = ToyConfig()
     split = split_for(cfg)
-    batches = make_batches(get_task(cfg.task), split.train, args.regime,
+    batches = toy_batches(get_task(cfg.task), split.train, args.regime,
                            batch_size=cfg.train.batch_size, seed=0)
     pre = [batches(s) for s in range(args.steps)]
     tokens = sum(int(b.attention_mask.sum()) for b in pre)

@@ -173,7 +173,7 @@ def toy_identity(cfg) -> dict:
 
 
 def print_accuracy(acc: pd.DataFrame, timings: pd.DataFrame | None = None) -> None:
-    from thoughtgrad.evaluate.accuracy import accuracy_table, error_counts
+    from thoughtgrad.evaluate.tables import accuracy_table, error_counts
 
     table = accuracy_table(acc)
     for (task, size), part in table.groupby(["task", "train_size"], sort=False):

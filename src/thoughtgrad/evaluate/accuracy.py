@@ -82,35 +82,3 @@ def evaluate_accuracy(model: nn.Module, task: ToyTask, eval_sets: Mapping[int, S
     df["answer"] = df["answer"].astype("Int64")
     df["exact"] = df["exact"].astype("boolean")
     return df
-
-
-def accuracy_table(acc: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy per (task, train_size, k) with one column per regime and the CoT-direct gap.
-
-    Input: rows of the ``accuracy`` table (columns task, train_size, regime, k, correct,
-    and ``exact`` when present). Output columns: the keys, ``k``, one answer-accuracy
-    column per regime, ``n`` (problems per regime), ``gap`` (cot - direct), and
-    ``<regime>_exact`` (exact-match rate of the whole response) where defined.
-    """
-    keys = [c for c in ("task", "train_size") if c in acc.columns]
-    wide = (acc.groupby([*keys, "k", "regime"])["correct"].mean().unstack("regime")
-            .reset_index())
-    wide.columns.name = None
-    n = acc.groupby([*keys, "k"]).size() / acc["regime"].nunique()
-    wide["n"] = n.values.astype(int)
-    if {"direct", "cot"} <= set(wide.columns):
-        wide["gap"] = wide["cot"] - wide["direct"]
-    if "exact" in acc.columns and acc["exact"].notna().any():
-        exact = (acc.dropna(subset=["exact"]).assign(exact=lambda d: d["exact"].astype(float))
-                 .groupby([*keys, "k", "regime"])["exact"].mean().unstack("regime"))
-        exact.columns = [f"{c}_exact" for c in exact.columns]
-        wide = wide.merge(exact.reset_index(), on=[*keys, "k"], how="left")
-    return wide
-
-
-def error_counts(acc: pd.DataFrame) -> pd.DataFrame:
-    """Counts of every error kind per (task, train_size, regime, k); ``ok`` excluded."""
-    keys = [c for c in ("task", "train_size") if c in acc.columns]
-    bad = acc[acc["error_kind"] != "ok"]
-    return (bad.groupby([*keys, "regime", "k", "error_kind"]).size()
-            .rename("count").reset_index())

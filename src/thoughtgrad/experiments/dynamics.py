@@ -58,12 +58,18 @@ from thoughtgrad.experiments.dynamics_data import (
     Example,
     is_toy,
     load_examples,
-    make_batches,
     probe_batches,
 )
 from thoughtgrad.runs.store import RunDir
 from thoughtgrad.tasks.tokens import collate
-from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, logits_of, train
+from thoughtgrad.train.sft import (
+    Batch,
+    TrainConfig,
+    TrainResult,
+    logits_of,
+    make_batches,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +195,8 @@ def build_probes(cfg: ProbeConfig, *, examples: Sequence[Example], pad_id: int,
     ]
     if cfg.answer_control:
         probes.append(AnswerControlProbe(
-            make_batches(examples, batch_size=train_cfg.batch_size, seed=train_cfg.seed,
-                         pad_id=pad_id, answer=True), every=cfg.answer_every,
+            make_batches([e.answer for e in examples], batch_size=train_cfg.batch_size,
+                         seed=train_cfg.seed, pad_id=pad_id), every=cfg.answer_every,
             tau=cfg.spike_tau, factor=cfg.spike_factor, window=cfg.spike_window,
             offload=cfg.offload))
     return probes
@@ -259,7 +265,8 @@ def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
                           seed=train_cfg.seed, initial=initial)
     monitor = DynamicsMonitor(probes, regime=cfg.regime, run=run,
                               flush_every=train_cfg.checkpoint_every or 50)
-    batches = make_batches(examples, batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+    batches = make_batches([e.full for e in examples], batch_size=train_cfg.batch_size,
+                           seed=train_cfg.seed,
                            pad_id=pad_id)
     model.train()
     result = train(train_cfg, model, batches, [monitor], device=device,

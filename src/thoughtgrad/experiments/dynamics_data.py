@@ -6,20 +6,19 @@ training loss) and with answer-only labels (the length control). ``toy:<task>`` 
 held-out problems of the toy lab for gpt_mini; anything else is an Alpaca-style JSON/JSONL
 file (``tasks.records``) whose responses are turned into the regime's
 (:func:`regime_response`, the ``tasks.variants`` builders) and encoded with
-``tasks.encode``. Batches are drawn by step (:func:`make_batches`), so a resumed run and
-every regime see the same samples at the same step.
+``tasks.encode``. Batches are drawn by step (:func:`thoughtgrad.train.sft.make_batches`),
+so a resumed run and every regime see the same samples at the same step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from thoughtgrad.errors import UserError
@@ -113,21 +112,6 @@ def file_examples(path: str | Path, tokenizer: Any, regime: str, *, seed: int,
         raise UserError(f"{path}: no sample could be encoded (first reason: "
                         f"{failed[0]['reason'] if failed else 'none'})")
     return out, failed
-
-
-def make_batches(examples: Sequence[Example], *, batch_size: int, seed: int, pad_id: int,
-                 answer: bool = False) -> Callable[[int], Batch]:
-    """Step -> batch drawn by a generator seeded by (seed, step): a resumed run and every
-    regime see the same sample indices at the same step."""
-
-    def batch(step: int) -> Batch:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        idx = torch.randint(len(examples), (batch_size,), generator=g).tolist()
-        ids, labels, mask = collate([examples[i].answer if answer else examples[i].full
-                                     for i in idx], pad_id)
-        return Batch(ids, labels, mask)
-
-    return batch
 
 
 def probe_batches(examples: Sequence[Example], n: int, pad_id: int) -> tuple[Batch, Batch]:

@@ -22,10 +22,10 @@ import torch
 
 from thoughtgrad.config import resolve_device, seed_everything
 from thoughtgrad.errors import UserError
-from thoughtgrad.evaluate.accuracy import accuracy_table, error_counts, evaluate_accuracy
+from thoughtgrad.evaluate.accuracy import evaluate_accuracy
+from thoughtgrad.evaluate.tables import accuracy_table, error_counts
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig, read_checkpoint_meta
 from thoughtgrad.runs.store import RunDir
-from thoughtgrad.tasks.tokens import collate
 from thoughtgrad.tasks.toy import (
     TOKENIZER,
     Problem,
@@ -37,7 +37,7 @@ from thoughtgrad.tasks.toy import (
     make_split,
     response,
 )
-from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, train
+from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, make_batches, train
 
 log = logging.getLogger(__name__)
 
@@ -84,22 +84,15 @@ def split_for(cfg: ToyConfig) -> Split:
                       eval_ks=cfg.eval_ks, eval_per_k=cfg.eval_per_k, seed=cfg.seed)
 
 
-def make_batches(task: ToyTask, problems: Sequence[Problem], style: str, *, batch_size: int,
-                 seed: int) -> Callable[[int], Batch]:
+def toy_batches(task: ToyTask, problems: Sequence[Problem], style: str, *, batch_size: int,
+                seed: int) -> Callable[[int], Batch]:
     """Step -> batch: ``batch_size`` training examples drawn with a generator seeded by
     (seed, step), so a resumed run sees the same batches."""
     examples = [encode_example(p.prompt(), response(task, p, style, seed=seed)) for p in problems]
     needed = max(len(x) for x, _ in examples)
     if needed > 10_000:
         raise UserError("toy examples are unexpectedly long")
-
-    def batch(step: int) -> Batch:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        idx = torch.randint(len(examples), (batch_size,), generator=g).tolist()
-        ids, labels, mask = collate([examples[i] for i in idx], TOKENIZER.pad_id)
-        return Batch(ids, labels, mask)
-
-    return batch
+    return make_batches(examples, batch_size=batch_size, seed=seed, pad_id=TOKENIZER.pad_id)
 
 
 def checkpoint_name(cfg: ToyConfig, regime: str) -> str:
@@ -119,7 +112,7 @@ def train_regime(cfg: ToyConfig, split: Split, regime: str, directory: Path, *,
         raise UserError(f"training texts of {longest} tokens exceed block_size "
                         f"{cfg.model.block_size}; raise model.block_size")
     model = GPTMini(dataclasses.replace(cfg.model, seed=cfg.seed))
-    batches = make_batches(task, split.train, style, batch_size=cfg.train.batch_size,
+    batches = toy_batches(task, split.train, style, batch_size=cfg.train.batch_size,
                            seed=cfg.seed)
     meta = {"task": cfg.task, "regime": regime, "style": style, "train_size": cfg.train_size,
             "train_ks": list(cfg.train_ks), "eval_ks": list(cfg.eval_ks),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from thoughtgrad.evaluate.tables import REGIME_ORDER
 from thoughtgrad.report.figure_style import (
     GRAYS,
     HATCHES,
@@ -39,7 +40,6 @@ from thoughtgrad.report.spectra_figures import (
     correct_vs_irrelevant,
     spectra_panels,
 )
-from thoughtgrad.report.studies import REGIME_ORDER
 
 if TYPE_CHECKING:
     from thoughtgrad.report.compare import Comparison

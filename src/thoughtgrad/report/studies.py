@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from thoughtgrad.evaluate.tables import REGIME_ORDER
+from thoughtgrad.evaluate.tables import accuracy_table as toy_accuracy
 from thoughtgrad.report.dynamics_summary import claims, summarize
-
-REGIME_ORDER = ("direct", "answer", "half", "simplified", "cot")
 
 
 def _need(table: str, df: pd.DataFrame, cols: tuple[str, ...], notes: list[str]) -> bool:
@@ -44,19 +44,11 @@ def _present(df: pd.DataFrame, cols: tuple[str, ...]) -> list[str]:
 
 
 def accuracy_table(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """:func:`thoughtgrad.evaluate.tables.accuracy_table` per task, split and training
+    size, or a note when the rows lack its columns."""
     if not _need("accuracy", df, ("regime", "k", "correct"), notes):
         return pd.DataFrame()
-    keys = _present(df, ("task", "split", "train_size"))
-    d = df.assign(correct=df["correct"].astype(float))
-    wide = d.pivot_table(index=keys + ["k"], columns="regime", values="correct",
-                         aggfunc="mean")
-    order = [r for r in REGIME_ORDER if r in wide.columns]
-    wide = wide[order + sorted(c for c in wide.columns if c not in order)]
-    if {"cot", "direct"} <= set(wide.columns):
-        wide["gap"] = wide["cot"] - wide["direct"]
-    wide["n"] = d.groupby(keys + ["k"]).size() // max(d["regime"].nunique(), 1)
-    wide.columns.name = None
-    return wide.reset_index()
+    return toy_accuracy(df, keys=("task", "split", "train_size"))
 
 
 def errors_table(tables: dict[str, pd.DataFrame], notes: list[str]) -> pd.DataFrame:

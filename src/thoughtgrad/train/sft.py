@@ -29,7 +29,13 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from thoughtgrad.errors import UserError
-from thoughtgrad.tasks.tokens import IGNORE_INDEX, right_padded_lengths, token_cross_entropy
+from thoughtgrad.tasks.tokens import (
+    IGNORE_INDEX,
+    TokenSample,
+    collate,
+    right_padded_lengths,
+    token_cross_entropy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,21 @@ class Batch:
     def n_tokens(self) -> int:
         """Loss-carrying tokens (labels shifted by one: position 0 is never a target)."""
         return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def make_batches(samples: Sequence[TokenSample | tuple[Sequence[int], Sequence[int]]], *,
+                 batch_size: int, seed: int, pad_id: int) -> Callable[[int], Batch]:
+    """Step -> a right-padded batch of ``batch_size`` samples drawn with replacement by a
+    generator seeded by (seed, step), so a resumed run, and every regime given samples in
+    the same order, see the same sample indices at the same step."""
+
+    def batch(step: int) -> Batch:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(len(samples), (batch_size,), generator=g).tolist()
+        ids, labels, mask = collate([samples[i] for i in idx], pad_id)
+        return Batch(ids, labels, mask)
+
+    return batch
 
 
 def logits_of(model: nn.Module, batch: Batch) -> Float[Tensor, "B T V"]:
