@@ -34,6 +34,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from thoughtgrad.errors import UserError
+from thoughtgrad.models.frozen import frozen
 
 
 class Factors(NamedTuple):
@@ -182,27 +183,18 @@ def capturing(model: nn.Module, modules: Mapping[str, nn.Module], *,
             raise UserError("cannot capture the root module")
     cap = Capture(modules=dict(modules), consumer=consumer)
     handles: list[torch.utils.hooks.RemovableHandle] = []
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    modes = [(m, m.training) for m in model.modules()]
     try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        model.eval()
+        with frozen(model):
+            def embed_hook(_mod: nn.Module, _inp: tuple, out: Tensor) -> Tensor:
+                return out.detach().requires_grad_(True)
 
-        def embed_hook(_mod: nn.Module, _inp: tuple, out: Tensor) -> Tensor:
-            return out.detach().requires_grad_(True)
-
-        handles.append(input_embeddings(model).register_forward_hook(embed_hook))
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(_make_forward_hook(name, cap, handles)))
-        yield cap
+            handles.append(input_embeddings(model).register_forward_hook(embed_hook))
+            for name, module in modules.items():
+                handles.append(module.register_forward_hook(_make_forward_hook(name, cap, handles)))
+            yield cap
     finally:
         for h in handles:
             h.remove()
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in modes:
-            m.training = mode
 
 
 def _make_forward_hook(name: str, cap: Capture, handles: list) -> Callable:

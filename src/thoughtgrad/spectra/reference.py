@@ -24,6 +24,7 @@ import torch.nn as nn
 from jaxtyping import Int
 from torch import Tensor
 
+from thoughtgrad.models.frozen import frozen
 from thoughtgrad.models.roles import MatrixView
 from thoughtgrad.spectra.capture import forward_logits, rule_for
 from thoughtgrad.spectra.metrics import RANK_RTOL, sample_losses
@@ -61,15 +62,8 @@ def reference_rows(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[
     """
     params = {v.param: model.get_parameter(v.param) for v in views}
     names = list(params)
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    modes = [(m, m.training) for m in model.modules()]
     rows: list[dict] = []
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        for p in params.values():
-            p.requires_grad_(True)
-        model.eval()
+    with frozen(model, trainable=params.values()):
         for s in range(input_ids.shape[0]):
             length = int(attention_mask[s].sum())
             ids = input_ids[s:s + 1, :length]  # 1 T
@@ -91,9 +85,4 @@ def reference_rows(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[
                 rows.append({"sample": s, "layer": v.layer, "role": v.role, "param": v.param,
                              **numpy_stats(sv),
                              "n_tokens": n_tokens, "loss": loss})
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in modes:
-            m.training = mode
     return rows
