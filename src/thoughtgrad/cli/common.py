@@ -1,17 +1,14 @@
 # SPDX-License-Identifier: MIT
-"""Small pieces shared by the subcommands: argument types, progress bars, tables."""
+"""Small pieces shared by the subcommands: argument types, the progress bar, tables."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import sys
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+import time
 
 import pandas as pd
-
-T = TypeVar("T")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -82,37 +79,69 @@ def add_device_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
                              "[default: auto]")
 
 
-def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
-             unit: str = "it", disable: bool | None = None) -> Iterator[T]:
-    """A tqdm progress bar on stderr (hidden when stderr is not a terminal and CI is set)."""
-    from tqdm.auto import tqdm
+class ProgressBar:
+    """Work done on stderr: a tqdm bar labelled ``label`` on a terminal, else (logs, CI, a
+    pipe) a plain line at every tenth of the work, so a long run is never silent. Drive it
+    with :meth:`reset` (the total) and :meth:`advance` (``n`` more done) or :meth:`set`
+    (``done`` so far, with the loss when it is a number); ``rate`` adds units per second
+    to the plain lines."""
 
-    if disable is None:
-        disable = not sys.stderr.isatty()
-    yield from tqdm(items, total=total, desc=desc, unit=unit, disable=disable,
-                    dynamic_ncols=True, file=sys.stderr)
+    def __init__(self, label: str, *, total: int = 0, unit: str = "it", rate: bool = False,
+                 leave: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        self.label, self.unit, self.rate = label, unit, rate
+        self.bar = tqdm(total=total, desc=label, unit=unit, dynamic_ncols=True,
+                        file=sys.stderr, disable=not sys.stderr.isatty(), leave=leave)
+        self.total, self.done, self.next_line = total, 0, max(1, total // 10)
+        self.start = time.perf_counter()
+
+    def reset(self, total: int) -> None:
+        """Start over with ``total`` units to do (said once in a plain line)."""
+        self.bar.reset(total=total)
+        self.total, self.done, self.next_line = total, 0, max(1, total // 10)
+        if self.bar.disable:
+            print(f"{self.label}: {total} {self.unit}s to measure", file=sys.stderr, flush=True)
+
+    def advance(self, n: int) -> None:
+        self.set(self.done + n)
+
+    def set(self, done: int, loss: float = math.nan) -> None:
+        self.done = done
+        self.bar.n = done
+        if math.isfinite(loss):
+            self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        self.bar.refresh()
+        if self.bar.disable and self.total and (done >= self.next_line or done == self.total):
+            self._line(loss)
+            while self.next_line <= done:
+                self.next_line += max(1, self.total // 10)
+
+    def _line(self, loss: float) -> None:
+        text = f"{self.label}: {self.done}/{self.total}"
+        if self.rate:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            text += (f" {self.unit}s ({100 * self.done / self.total:.0f}%, "
+                     f"{rate:.2f} {self.unit}s/s)")
+        if math.isfinite(loss):
+            text += f" loss {loss:.4f}"
+        print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def bar_factory():
-    """``make(label, total)`` -> a ``(done, total, loss)`` callback driving a progress bar
-    on stderr labelled ``label`` (say what is done: ``train addition-n3000-cot``); the
-    loss is shown when it is a number. Without a terminal (logs, CI, a pipe), a plain
-    line every tenth of the work instead, so a long run is never silent."""
-    from tqdm.auto import tqdm
+    """``make(label, total)`` -> a ``(done, total, loss)`` callback driving a
+    :class:`ProgressBar` labelled ``label`` (say what is done: ``train
+    addition-n3000-cot``), closed when the work is done."""
 
     def make(label: str, total: int):
-        bar = tqdm(total=total, desc=label, dynamic_ncols=True, file=sys.stderr,
-                   disable=not sys.stderr.isatty(), leave=False)
-        every = max(1, total // 10)
+        bar = ProgressBar(label, total=total, leave=False)
 
         def update(done: int, total_: int, loss: float) -> None:
-            if bar.disable and (done % every == 0 or done == total_):
-                shown = f" loss {loss:.4f}" if math.isfinite(loss) else ""
-                print(f"{label}: {done}/{total_}{shown}", file=sys.stderr, flush=True)
-            bar.n = done
-            if math.isfinite(loss):
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            bar.refresh()
+            bar.total = total_
+            bar.set(done, loss)
             if done >= total_:
                 bar.close()
 

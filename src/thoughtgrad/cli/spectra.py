@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from thoughtgrad.cli.common import HelpFormatter, add_out_option, positive_int
+from thoughtgrad.cli.common import HelpFormatter, ProgressBar, add_out_option, positive_int
 from thoughtgrad.cli.options import add_config_options, add_set_option, from_args
 
 DESCRIPTION = """\
@@ -90,39 +90,6 @@ def build_config(args: argparse.Namespace):
     return from_args(SpectraConfig(model=args.model, data=tuple(args.data)), args)
 
 
-class Progress:
-    """Samples done on stderr: a tqdm bar on a terminal, else a plain line every tenth of
-    the run (logs, CI and pipes are never silent)."""
-
-    def __init__(self) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=0, unit="sample", desc="spectra", dynamic_ncols=True,
-                        file=sys.stderr, disable=not sys.stderr.isatty())
-        self.total, self.done, self.next_line = 0, 0, 0
-        self.start = time.perf_counter()
-
-    def reset(self, total: int) -> None:
-        self.bar.reset(total=total)
-        self.total, self.done = total, 0
-        self.next_line = max(1, total // 10)
-        if self.bar.disable:
-            print(f"spectra: {total} samples to measure", file=sys.stderr, flush=True)
-
-    def update(self, n: int) -> None:
-        self.bar.update(n)
-        self.done += n
-        if self.bar.disable and self.total and self.done >= self.next_line:
-            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-            print(f"spectra: {self.done}/{self.total} samples ({100 * self.done / self.total:.0f}"
-                  f"%, {rate:.2f} samples/s)", file=sys.stderr, flush=True)
-            while self.next_line <= self.done:
-                self.next_line += max(1, self.total // 10)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
     from thoughtgrad import distributed
 
@@ -146,11 +113,11 @@ def _run(args: argparse.Namespace, world) -> int:
                                 identity=cfg.identity())
     distributed.barrier(world)  # the manifest exists before any other rank starts
     run_dir = RunDir(args.out, writer=world.writer)
-    bar = Progress() if world.main else None
+    bar = ProgressBar("spectra", unit="sample", rate=True) if world.main else None
     start = time.perf_counter()
     try:
         with run_dir.recording() if world.main else contextlib.nullcontext():
-            summary = run_spectra(cfg, run_dir, progress=bar and bar.update,
+            summary = run_spectra(cfg, run_dir, progress=bar and bar.advance,
                                   on_total=bar and bar.reset, world=world)
     finally:
         if bar is not None:
