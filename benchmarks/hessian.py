@@ -57,7 +57,7 @@ def main() -> None:
     n_params = sum(p.numel() for p in params)
 
     def loss_fn() -> torch.Tensor:
-        return lm_loss(model(batch.input_ids), batch.labels)
+        return lm_loss(model(batch.input_ids).logits, batch.labels)
 
     rows = []
     with math_attention():

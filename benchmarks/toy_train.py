@@ -47,7 +47,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for b in pre:
             lengths = b.attention_mask.sum(1) if packed else None
-            logits = model(b.input_ids, lengths=lengths)
+            logits = model(b.input_ids, lengths=lengths).logits
             V = logits.shape[-1]
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), b.labels[:, 1:].reshape(-1),
                                    ignore_index=-100)

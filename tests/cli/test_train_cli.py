@@ -77,10 +77,10 @@ def test_hessian_json_matches_api(toy_base, tmp_path, capsys) -> None:
                              4, TOKENIZER.pad_id)
     params = list(model.parameters())
     with math_attention():
-        op = hvp_operator(lambda: lm_loss(model(batch.input_ids), batch.labels), params)
+        op = hvp_operator(lambda: lm_loss(model(batch.input_ids).logits, batch.labels), params)
         ref = power_iteration(lambda v: [h + 50.0 * x for h, x in zip(op(v), v, strict=True)],
                               params, tol=1e-9, max_iter=3000)
-        lz = top_eigenvalues(lambda: lm_loss(model(batch.input_ids), batch.labels), params,
+        lz = top_eigenvalues(lambda: lm_loss(model(batch.input_ids).logits, batch.labels), params,
                              k=2, tol=1e-8, max_iter=60)
     assert obj["eigenvalues"][0] == pytest.approx(ref.eigenvalues[0] - 50.0, rel=1e-3)
     assert obj["eigenvalues"] == pytest.approx(lz.eigenvalues, rel=1e-6)
@@ -110,7 +110,7 @@ def test_surprisal_cli_tables(toy_base, tmp_path, capsys) -> None:
           if e.sample_id == sid][0]
     ids = torch.tensor([ex.full.input_ids])
     with torch.no_grad():
-        logp = torch.log_softmax(model(ids)[0].double(), -1)
+        logp = torch.log_softmax(model(ids).logits[0].double(), -1)
     want = [float(-logp[p - 1, ex.full.input_ids[p]] / torch.log(torch.tensor(2.0)))
             for p in rows.position]
     assert rows.surprisal_bits.tolist() == pytest.approx(want, rel=1e-4)

@@ -54,7 +54,7 @@ def test_both_methods_record_their_own_iterations() -> None:
     replay.load_state_dict(snap)
     params = list(replay.parameters())
     with math_attention():
-        want = {m: top_eigenvalues(lambda: lm_loss(replay(probe_batch.input_ids),
+        want = {m: top_eigenvalues(lambda: lm_loss(replay(probe_batch.input_ids).logits,
                                                    probe_batch.labels), params, method=m,
                                    tol=1e-4, max_iter=40) for m in ("lanczos", "power")}
     assert row["status"] == "ok" and row["lambda_method"] == "lanczos"
@@ -88,7 +88,7 @@ def test_nonfinite_curvature_is_recorded() -> None:
     make = batches(8)
 
     def nan_loss(model, batch):
-        return lm_loss(model(batch.input_ids), batch.labels) * float("nan")
+        return lm_loss(model(batch.input_ids).logits, batch.labels) * float("nan")
 
     mon = DynamicsMonitor([CurvatureProbe(make(50), every=1, loss_fn=nan_loss, max_iter=3)],
                           regime="cot")

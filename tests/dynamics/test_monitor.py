@@ -25,7 +25,7 @@ def test_nonfinite_stops_cleanly_and_is_recorded(tmp_path) -> None:
     make = batches(2)
 
     def loss_fn(model, batch):
-        loss = lm_loss(model(batch.input_ids), batch.labels)
+        loss = lm_loss(model(batch.input_ids).logits, batch.labels)
         return loss * float("nan") if int(batch.input_ids[0, 0]) == int(make(2).input_ids[0, 0]) \
             and torch.equal(batch.input_ids, make(2).input_ids) else loss
 
@@ -45,7 +45,7 @@ def test_skip_option_flags_the_step() -> None:
     bad = make(1).input_ids
 
     def loss_fn(model, batch):
-        loss = lm_loss(model(batch.input_ids), batch.labels)
+        loss = lm_loss(model(batch.input_ids).logits, batch.labels)
         return loss + float("inf") if torch.equal(batch.input_ids, bad) else loss
 
     mon = DynamicsMonitor([GradNormProbe(), CosineProbe()], regime="cot")

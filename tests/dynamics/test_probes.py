@@ -33,7 +33,7 @@ ANSWER_TAU, ANSWER_FACTOR = 1.9, 0.9
 
 def oracle_grads(model: GPTMini, batch: Batch) -> list[torch.Tensor]:
     model.zero_grad(set_to_none=True)
-    lm_loss(model(batch.input_ids), batch.labels).backward()
+    lm_loss(model(batch.input_ids).logits, batch.labels).backward()
     out = [p.grad.detach().clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
     return out
@@ -99,7 +99,7 @@ def test_probes_against_recomputation() -> None:
             # independent algorithm: power iteration on H + 30 I (the shift makes the
             # algebraic top dominant; at random init H has larger negative eigenvalues)
             with math_attention():
-                op = hvp_operator(lambda r=replay: lm_loss(r(probe_batch.input_ids),
+                op = hvp_operator(lambda r=replay: lm_loss(r(probe_batch.input_ids).logits,
                                                            probe_batch.labels), params)
                 want = power_iteration(
                     lambda v, op=op: [h + SHIFT * x for h, x in zip(op(v), v, strict=True)],

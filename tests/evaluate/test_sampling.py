@@ -39,7 +39,7 @@ def greedy_oracle(model: GPTMini, prompt: str, cap: int, n_loops: int | None = N
     out: list[int] = []
     for _ in range(min(cap, model.config.block_size - len(ids))):
         with torch.no_grad():
-            logits = model(torch.tensor([ids + out]), n_loops=n_loops)[0, -1]
+            logits = model(torch.tensor([ids + out]), n_loops=n_loops).logits[0, -1]
         out.append(int(logits.argmax()))
         if out[-1] == TOKENIZER.eos_id:
             break
@@ -83,7 +83,7 @@ def test_first_token_frequencies_follow_softmax_over_temperature():
     p = PROBLEMS[0]
     T, n, top_k = 0.7, 2000, 4
     with torch.no_grad():
-        logits = model(torch.tensor([TOKENIZER.encode(p.prompt())]))[0, -1] / T
+        logits = model(torch.tensor([TOKENIZER.encode(p.prompt())])).logits[0, -1] / T
     probs = logits.softmax(-1).numpy()
     for k in (None, top_k):
         s = sample_responses(model, TASK, [p], "answer", n_samples=n, temperature=T, top_k=k,

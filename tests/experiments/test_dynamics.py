@@ -50,7 +50,7 @@ def test_measure_surprisal_equals_batch_of_one_gather() -> None:
     for e in examples:
         ids = torch.tensor([e.full.input_ids])
         with torch.no_grad():
-            logp = torch.log_softmax(model(ids)[0].double(), dim=-1)  # T V
+            logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)  # T V
         want = [(t, -float(logp[t - 1, y]) / math.log(2)) for t, y in
                 enumerate(e.full.labels) if y != -100 and t >= 1]
         got = tokens[tokens["sample_id"] == e.sample_id]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ def test_checkpoint_round_trip_identical_logits(tmp_path: Path) -> None:
     x = torch.randint(0, 21, (3, 17))
     model.save(tmp_path / "ckpt", extra={"task": "addition"})
     loaded = GPTMini.load(tmp_path / "ckpt")
-    assert torch.equal(model(x), loaded(x))
+    assert torch.equal(model(x).logits, loaded(x).logits)
 
 
 def test_seeded_init_is_reproducible() -> None:
@@ -48,7 +49,7 @@ def test_missing_and_corrupt_checkpoint(tmp_path: Path) -> None:
 def test_cached_decoding_matches_full_forward(loops: int) -> None:
     model = GPTMini(GPTMiniConfig(vocab_size=21, n_loops=loops)).eval()
     x = torch.randint(0, 21, (4, 12))
-    full = model(x)
+    full = model(x).logits
     logits, cache = model.forward_cached(x[:, :7], None, 0)
     torch.testing.assert_close(logits, full[:, :7], rtol=1e-5, atol=1e-5)
     for t in range(7, 12):
@@ -79,7 +80,7 @@ def test_packed_path_equals_the_padded_forward(loops: int, loops_grad: int | Non
                                   n_loops=loops, loops_grad=loops_grad)).double()
     ids, labels, lengths = _ragged(0)
     real = torch.arange(15)[None] < lengths[:, None]
-    padded, packed = model(ids), model(ids, lengths=lengths)
+    padded, packed = model(ids).logits, model(ids, lengths=lengths).logits
     torch.testing.assert_close(packed[real], padded[real], rtol=1e-12, atol=1e-12)
     assert torch.count_nonzero(packed[~real]) == 0
 
@@ -88,7 +89,7 @@ def test_packed_path_equals_the_padded_forward(loops: int, loops_grad: int | Non
         lm_loss(logits_fn(), labels).backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
-    a, b = grads(lambda: model(ids)), grads(lambda: model(ids, lengths=lengths))
+    a, b = grads(lambda: model(ids).logits), grads(lambda: model(ids, lengths=lengths).logits)
     assert a.keys() == b.keys()
     scale = torch.linalg.vector_norm(torch.stack([g.norm() for g in a.values()]))
     bad = {n: float((a[n] - b[n]).norm() / scale) for n in a
@@ -113,7 +114,8 @@ def test_packed_path_hessian_vector_product() -> None:
     from thoughtgrad.dynamics.attention import math_attention
 
     with math_attention():  # the flash SDPA kernel has no double backward
-        padded, packed = hvp(lambda: model(ids)), hvp(lambda: model(ids, lengths=lengths))
+        padded = hvp(lambda: model(ids).logits)
+        packed = hvp(lambda: model(ids, lengths=lengths).logits)
     for x, y in zip(padded, packed, strict=True):
         torch.testing.assert_close(y, x, rtol=1e-9, atol=1e-9)
 
@@ -128,4 +130,16 @@ def test_logits_of_packs_only_right_padding() -> None:
     assert right_padded_lengths(mask.flip(1)) is None  # left padding: the masked path
     model = GPTMini(GPTMiniConfig(vocab_size=21, d_model=16, n_head=2, n_layer=1)).double()
     out = logits_of(model, Batch(ids, labels, mask))
-    torch.testing.assert_close(out[mask.bool()], model(ids)[mask.bool()])
+    torch.testing.assert_close(out[mask.bool()], model(ids).logits[mask.bool()])
+
+
+def test_called_as_a_hugging_face_causal_lm(tmp_path: Path) -> None:
+    model = GPTMini(GPTMiniConfig(vocab_size=21, seed=5)).eval()
+    x = torch.randint(0, 21, (2, 9))
+    out = model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=False)
+    assert out.logits.shape == (2, 9, 21)
+    torch.testing.assert_close(out.logits, model(x).logits)
+    assert model.config.model_type == "gpt_mini"
+    model.save(tmp_path / "ckpt")  # config.json names it as a Hugging Face one does
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["model_type"] == \
+        model.config.model_type

@@ -43,12 +43,12 @@ def test_r1_equals_an_ordinary_block_stack_with_the_same_weights():
     plain.load_state_dict(looped.state_dict())
     x = ids()
     with torch.no_grad():
-        got = looped(x, n_loops=1)
+        got = looped(x, n_loops=1).logits
         stack = torch.nn.Sequential(*[copy.deepcopy(b) for b in looped.blocks])
         h = looped.tok_emb(x) + looped.pos_emb(torch.arange(x.shape[1]))
         want = looped.lm_head(looped.ln_f(stack(h)))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(plain(x), got, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain(x).logits, got, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("r", [2, 3, 5])
@@ -56,10 +56,10 @@ def test_looped_r_equals_manual_application(r):
     model = small(n_layer=2, n_loops=2)
     x = ids()
     with torch.no_grad():
-        torch.testing.assert_close(model(x, n_loops=r), manual_logits(model, x, r),
+        torch.testing.assert_close(model(x, n_loops=r).logits, manual_logits(model, x, r),
                                    rtol=1e-5, atol=1e-5)
         if r == 2:
-            torch.testing.assert_close(model(x), manual_logits(model, x, 2),
+            torch.testing.assert_close(model(x).logits, manual_logits(model, x, 2),
                                        rtol=1e-5, atol=1e-5)
 
 
@@ -67,7 +67,7 @@ def test_r_is_not_a_no_op():
     model = small(n_layer=1, n_loops=2)
     x = ids()
     with torch.no_grad():
-        assert (model(x, n_loops=2) - model(x, n_loops=4)).abs().max() > 1e-4
+        assert (model(x, n_loops=2).logits - model(x, n_loops=4).logits).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("r", [1, 3])
@@ -75,7 +75,7 @@ def test_cached_decoding_equals_full_forward_at_test_time_r(r):
     model = small(n_layer=2, n_loops=2)
     x = ids(batch=2, length=8)
     with torch.no_grad():
-        full = model(x, n_loops=r)
+        full = model(x, n_loops=r).logits
         logits, cache = model.forward_cached(x[:, :5], None, 0, n_loops=r)
         steps = [logits]
         for t in range(5, 8):
@@ -92,7 +92,7 @@ def test_shared_weight_gradient_is_the_sum_over_unrolled_copies():
     copies = [copy.deepcopy(model.blocks) for _ in range(r)]
     x = ids()
     labels = x.clone()
-    lm_loss(model(x), labels).backward()
+    lm_loss(model(x).logits, labels).backward()
     T = x.shape[1]
     e = model.tok_emb(x) + model.pos_emb(torch.arange(T))
     h = e
@@ -167,10 +167,10 @@ def mismatches(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> l
 def test_loops_grad_at_least_r_is_full_backprop(r):
     full = small(n_layer=2, n_loops=r).train()
     x = ids()
-    want = grads_of(full, full, x)
+    want = grads_of(full, lambda t: full(t).logits, x)
     for m in (r, r + 2):
         model = truncated(full, m)
-        bad = mismatches(grads_of(model, model, x), want)
+        bad = mismatches(grads_of(model, lambda t, mod=model: mod(t).logits, x), want)
         assert not bad, f"loops_grad={m}: gradient mismatch for {bad}"
 
 
@@ -179,16 +179,16 @@ def test_truncated_backprop_equals_detaching_the_state(r, m):
     full = small(n_layer=2, n_loops=r).train()
     model = truncated(full, m)
     x = ids()
-    got = grads_of(model, model, x)
+    got = grads_of(model, lambda t: model(t).logits, x)
     oracle = truncated(full, m)
     want = grads_of(oracle, lambda t: manual_truncated_logits(oracle, t, r, m), x)
     bad = mismatches(got, want)
     assert not bad, f"r={r}, loops_grad={m}: gradient mismatch for {bad}"
     # a real truncation: the block weights' gradient differs from full backprop
-    dense = grads_of(full, full, x)
+    dense = grads_of(full, lambda t: full(t).logits, x)
     assert mismatches(got, dense)
     with torch.no_grad():  # and the forward values do not change
-        torch.testing.assert_close(model(x), full(x), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(model(x).logits, full(x).logits, rtol=1e-6, atol=1e-6)
 
 
 def test_truncation_follows_the_loop_count_run():
@@ -196,12 +196,12 @@ def test_truncation_follows_the_loop_count_run():
     base = small(n_layer=1, n_loops=2).train()
     model = truncated(base, 2)
     x = ids()
-    got = grads_of(model, lambda t: model(t, n_loops=5), x)
+    got = grads_of(model, lambda t: model(t, n_loops=5).logits, x)
     oracle = truncated(base, 2)
     want = grads_of(oracle, lambda t: manual_truncated_logits(oracle, t, 5, 2), x)
     assert not mismatches(got, want)
-    got1 = grads_of(model, lambda t: model(t, n_loops=1), x)
-    want1 = grads_of(base, lambda t: base(t, n_loops=1), x)
+    got1 = grads_of(model, lambda t: model(t, n_loops=1).logits, x)
+    want1 = grads_of(base, lambda t: base(t, n_loops=1).logits, x)
     assert not mismatches(got1, want1)
 
 

@@ -124,9 +124,7 @@ def probe_batches(examples: Sequence[Example], n: int, pad_id: int) -> tuple[Bat
 
 def is_toy(model: nn.Module) -> bool:
     """Whether ``model`` is a gpt_mini (toy lab) model."""
-    from thoughtgrad.models.gpt_mini import GPTMini
-
-    return isinstance(model, GPTMini)
+    return getattr(getattr(model, "config", None), "model_type", None) == "gpt_mini"
 
 
 def load_examples(model: nn.Module, model_path: str, data: str, regime: str, *, seed: int = 0,

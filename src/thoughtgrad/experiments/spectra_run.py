@@ -99,9 +99,7 @@ def reinitialise(model: nn.Module, seed: int) -> nn.Module:
     Hugging Face models are rebuilt from their config (their own init scheme); gpt_mini
     re-runs its seeded ``reset_parameters``. The global RNG is left untouched.
     """
-    from thoughtgrad.models.gpt_mini import GPTMini
-
-    if isinstance(model, GPTMini):
+    if getattr(getattr(model, "config", None), "model_type", None) == "gpt_mini":
         model.reset_parameters(seed)
         return model
     config = getattr(model, "config", None)

@@ -24,6 +24,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -42,11 +43,16 @@ WEIGHTS_FILE = "model.safetensors"
 class GPTMiniConfig:
     """The whole model spec; defaults are the seed's d=128, h=4, L=4 (runs on a CPU)."""
 
+    model_type: ClassVar[str] = "gpt_mini"
+    """The architecture's name, as a Hugging Face config has it (one value, not a setting)."""
     vocab_size: int = 32
     block_size: int = 128
     n_layer: int = 4
+    """gpt_mini depth L (blocks)"""
     n_head: int = 4
+    """attention heads h (must divide d_model)"""
     d_model: int = 128
+    """width d"""
     mlp_ratio: int = 4
     dropout: float = 0.0
     bias: bool = True
@@ -181,6 +187,13 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x)), kv
 
 
+@dataclass
+class GPTMiniOutput:
+    """What :meth:`GPTMini.forward` returns, as a Hugging Face causal LM does."""
+
+    logits: Float[Tensor, "B T V"]
+
+
 class GPTMini(nn.Module):
     """Token + learned position embeddings, ``n_layer`` blocks, final LayerNorm, LM head.
 
@@ -213,10 +226,13 @@ class GPTMini(nn.Module):
                     else 0.02
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
 
-    def forward(self, idx: Int[Tensor, "B T"], *, n_loops: int | None = None,
-                attention_mask: Int[Tensor, "B T"] | None = None,
-                lengths: Int[Tensor, " B"] | None = None) -> Float[Tensor, "B T V"]:
-        """Logits for every position. ``n_loops`` overrides the trained loop count.
+    def forward(self, input_ids: Int[Tensor, "B T"],
+                attention_mask: Int[Tensor, "B T"] | None = None, *,
+                lengths: Int[Tensor, " B"] | None = None, n_loops: int | None = None,
+                use_cache: bool | None = None) -> GPTMiniOutput:
+        """Logits for every position (``.logits``, B T V), called as a Hugging Face causal
+        LM is (``use_cache`` is accepted and ignored: :meth:`forward_cached` decodes with a
+        cache). ``n_loops`` overrides the trained loop count.
 
         ``attention_mask`` (1 = real token) is only needed for left-padded batches;
         right padding needs none because attention is causal. ``lengths`` (real tokens
@@ -227,6 +243,7 @@ class GPTMini(nn.Module):
         passes run without autograd (truncated backprop; same values, gradient only
         through the last m passes).
         """
+        idx = input_ids
         B, T = idx.shape
         if self.config.block_size < T:
             raise UserError(f"sequence of {T} tokens exceeds block_size "
@@ -266,10 +283,10 @@ class GPTMini(nn.Module):
                 for block in self.blocks:
                     h = run(block, h)
         logits = self.lm_head(self.ln_f(h))  # B T V, or N V when packed
-        if lengths is None:
-            return logits
-        V = logits.shape[-1]
-        return logits.new_zeros(B * T, V).index_copy(0, rows, logits).view(B, T, V)
+        if lengths is not None:
+            V = logits.shape[-1]
+            logits = logits.new_zeros(B * T, V).index_copy(0, rows, logits).view(B, T, V)
+        return GPTMiniOutput(logits)
 
     @torch.no_grad()
     def forward_cached(self, idx: Int[Tensor, "B t"], cache: list[KV] | None, start: int, *,

@@ -136,11 +136,7 @@ def known_architectures() -> list[str]:
 
 
 def model_type(model: nn.Module) -> str:
-    """``config.model_type`` of a Hugging Face model, ``"gpt_mini"`` for the toy decoder."""
-    from thoughtgrad.models.gpt_mini import GPTMini
-
-    if isinstance(model, GPTMini):
-        return "gpt_mini"
+    """``config.model_type`` of a Hugging Face model (``"gpt_mini"`` for the toy decoder)."""
     config = getattr(model, "config", None)
     name = getattr(config, "model_type", None)
     if not name:

@@ -227,17 +227,12 @@ def forward_logits(model: nn.Module, input_ids: Int[Tensor, "B T"],
     only (``logits_to_keep`` boolean mask), which skips the vocabulary projection on prompt
     tokens.
     """
-    from thoughtgrad.models.gpt_mini import GPTMini
-
-    if isinstance(model, GPTMini):
-        logits = model(input_ids, attention_mask=attention_mask)
-    else:
-        kw = {} if keep is None else {"logits_to_keep": keep}
-        try:
-            out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kw)
-        except TypeError:  # a model without logits_to_keep
-            out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        logits = out.logits if hasattr(out, "logits") else out[0]
+    kw = {} if keep is None else {"logits_to_keep": keep}
+    try:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kw)
+    except TypeError:  # a model without logits_to_keep (gpt_mini)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    logits = out.logits if hasattr(out, "logits") else out[0]
     if keep is not None and logits.dim() == 3:
         logits = logits[keep]  # N V
     return logits

@@ -127,22 +127,26 @@ def make_batches(samples: Sequence[TokenSample | tuple[Sequence[int], Sequence[i
     return batch
 
 
+PACKING_MODELS = ("gpt_mini",)
+"""Model types whose forward takes ``lengths=`` (real tokens per row of a right-padded
+batch) and then skips the work on padding."""
+
+
 def logits_of(model: nn.Module, batch: Batch) -> Float[Tensor, "B T V"]:
-    """Logits for every position, for gpt_mini or a Hugging Face causal LM.
+    """Logits for every position of a causal LM called as Hugging Face's are.
 
-    gpt_mini runs a right-padded batch packed (its ``lengths`` path: the same logits at
-    real positions, none of the work on padding); padding positions then hold 0, which the
-    loss never reads (their labels are -100).
+    A model that packs (gpt_mini: ``config.model_type`` in :data:`PACKING_MODELS`) runs a
+    right-padded batch packed (its ``lengths`` path: the same logits at real positions,
+    none of the work on padding); padding positions then hold 0, which the loss never
+    reads (their labels are -100).
     """
-    from thoughtgrad.models.gpt_mini import GPTMini
-
-    if isinstance(model, GPTMini):
-        lengths = right_padded_lengths(batch.attention_mask)
-        if lengths is None or int(lengths.min()) == batch.input_ids.shape[1]:
-            return model(batch.input_ids)  # no padding, or not right padding
-        return model(batch.input_ids, lengths=lengths)
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-    return out.logits
+    ids, mask = batch.input_ids, batch.attention_mask
+    if getattr(getattr(model, "config", None), "model_type", None) in PACKING_MODELS:
+        lengths = right_padded_lengths(mask)
+        if lengths is not None and int(lengths.min()) < ids.shape[1]:
+            return model(input_ids=ids, lengths=lengths).logits
+        mask = None  # no padding; gpt_mini's causal attention needs no mask
+    return model(input_ids=ids, attention_mask=mask, use_cache=False).logits
 
 
 def lm_loss(logits: Float[Tensor, "B T V"], labels: Int[Tensor, "B T"],
