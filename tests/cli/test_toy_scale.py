@@ -163,13 +163,30 @@ def test_knobs_identity_leaves_out_only_the_grid_axis_and_device():
 
 def test_knobs_warm_up_is_a_tenth_of_the_steps_unless_set():
     from thoughtgrad.cli import build_parser
-    from thoughtgrad.cli.toy_scale import _knobs_toy
+    from thoughtgrad.cli.toy_scale import knobs_config
     from thoughtgrad.experiments.testtime import KnobsConfig
 
     def warmup(*argv: str) -> int:
         args = build_parser().parse_args(["toy", "knobs", *argv])
-        return _knobs_toy(args, KnobsConfig().toy).train.warmup_steps
+        return knobs_config(args).toy.train.warmup_steps
 
     assert warmup() == KnobsConfig().toy.train.warmup_steps == 160
     assert warmup("--steps", "200") == 20 and warmup("--steps", "5") == 1
     assert warmup("--steps", "200", "--set", "train.warmup_steps=7") == 7
+
+
+def test_knobs_options_come_from_the_config():
+    from thoughtgrad.cli import build_parser
+    from thoughtgrad.cli.toy_scale import knobs_config
+
+    args = build_parser().parse_args([
+        "toy", "knobs", "--task", "fold", "--layers", "1,2", "--cot-layers", "3", "--loops", "1-3",
+        "--steps", "50", "--batch-size", "8", "--heads", "2", "--d-model", "32",
+        "--train-size", "40", "--seed", "4", "--device", "cpu", "--samples", "1,2",
+        "--set", "eval_ks=2,3"])
+    cfg = knobs_config(args)
+    assert (cfg.tasks, cfg.layers, cfg.cot_layers, cfg.loops) == (("fold",), (1, 2), 3, (1, 2, 3))
+    assert (cfg.toy.train.steps, cfg.toy.train.batch_size) == (50, 8)
+    assert (cfg.toy.model.n_head, cfg.toy.model.d_model) == (2, 32)
+    assert (cfg.toy.train_size, cfg.toy.seed, cfg.toy.device) == (40, 4, "cpu")
+    assert cfg.toy.eval_ks == (2, 3) and cfg.sampling.samples == (1, 2)

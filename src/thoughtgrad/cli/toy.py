@@ -22,8 +22,8 @@ from thoughtgrad.cli.common import (
     positive_int,
     print_table,
 )
+from thoughtgrad.cli.options import add_config_options, add_set_option, from_args, overrides_of
 from thoughtgrad.cli.toy_scale import register_scale
-from thoughtgrad.config import apply_overrides
 from thoughtgrad.errors import UserError
 
 DEFAULT_OUT = "runs/toy"
@@ -40,67 +40,44 @@ The toy chain-of-thought lab (seed 003).
 """
 
 
-STUDY_OPTIONS: tuple[str, ...] = (
-    "task", "train_size", "train_ks", "eval_ks", "steps", "batch_size", "lr", "layers",
-    "d_model", "heads", "eval_per_k", "seed")
-"""Namespace names of the study options (shared by ``toy`` and ``toy train``)."""
+STUDY_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("", ("task", "train_size", "train_ks", "eval_ks")),
+    ("train.", ("steps", "batch_size", "lr")),
+    ("model.", ("n_layer", "d_model", "n_head")),
+    ("", ("eval_per_k", "seed", "device")),
+)
+"""The study options (shared by ``toy`` and ``toy train``): ToyConfig fields by the
+dotted prefix of their nested config, in the order ``--help`` shows them."""
+STUDY_FLAGS = {"n_layer": "--layers", "n_head": "--heads"}
+"""Flags that are not the field's name (the toy lab's words for the model's sizes)."""
 
 
 def _study_args(p: argparse.ArgumentParser, *, grid: bool, inherit: bool = False) -> None:
-    """Add the study options. ``inherit``: a subcommand's copy, whose unset options keep
-    what was given before the subcommand (``toy --steps 30 train`` trains 30 steps)."""
+    """Add the study options, generated from :class:`ToyConfig` (field docstring = help).
+    ``grid``: task and training size take comma-separated lists (a sweep). ``inherit``: a
+    subcommand's copy, whose ``--set`` is applied after the study's (options not given
+    keep what was given before the subcommand: ``toy --steps 30 train`` trains 30
+    steps)."""
+    from thoughtgrad.experiments.toy import ToyConfig
+
+    base = ToyConfig()
     g = p.add_argument_group("study")
-    unset = argparse.SUPPRESS if inherit else None
+    sizes = {name: positive_int for name in
+             ("train_size", "steps", "batch_size", "n_layer", "d_model", "n_head", "eval_per_k")}
     if grid:
-        g.add_argument("--task", type=lambda s: s.split(","), default=unset,
-                       help="task families, comma-separated: addition (a digit sum), fold "
-                            "(left fold of + - * mod 10, truly serial) [default: addition]")
-        g.add_argument("--train-size", type=int_list, default=unset,
-                       help="training problems, comma-separated for a sweep, e.g. "
-                            "3000,100000; distinct while a K's problem space allows (K=2 "
-                            "has only 100 sums, so they repeat there) [default: 3000]")
-    else:
-        g.add_argument("--task", default=unset, help="task family: addition or fold "
-                       "[default: addition]")
-        g.add_argument("--train-size", type=positive_int, default=unset,
-                       help="training problems, distinct while a K's problem space allows "
-                            "[default: 3000]")
-    g.add_argument("--train-ks", type=int_list, default=unset, metavar="KS",
-                   help="K values drawn uniformly for training, e.g. 2-6 [default: 2-6]")
-    g.add_argument("--eval-ks", type=int_list, default=unset, metavar="KS",
-                   help="K values evaluated; those outside --train-ks are reported as "
-                        "out of distribution [default: 2-8]")
-    g.add_argument("--steps", type=positive_int, default=unset,
-                   help="optimizer steps per model [default: 2000]")
-    g.add_argument("--batch-size", type=positive_int, default=unset,
-                   help="training examples per step [default: 64]")
-    g.add_argument("--lr", type=float, default=unset,
-                   help="peak AdamW learning rate (warm-up, then cosine) [default: 1e-3]")
-    g.add_argument("--layers", type=positive_int, default=unset,
-                   help="gpt_mini depth L [default: 4]")
-    g.add_argument("--d-model", type=positive_int, default=unset,
-                   help="width d [default: 128]")
-    g.add_argument("--heads", type=positive_int, default=unset,
-                   help="attention heads h (must divide d) [default: 4]")
-    g.add_argument("--eval-per-k", type=positive_int, default=unset,
-                   help="held-out problems per K (at most a fifth of that K's space) "
-                        "[default: 200]")
-    g.add_argument("--seed", type=int, default=unset,
-                   help="seed for the split, init and batches [default: 0]")
-    g.add_argument("--device", default=unset, help="auto, cpu, cuda, cuda:1 ... "
-                   "[default: auto]")
-    # a subcommand's --set goes to its own list, applied after the study's (argparse would
-    # replace the study's list with the subcommand's)
-    g.add_argument("--set", dest="sub_overrides" if inherit else "overrides", action="append",
-                   default=unset if inherit else [], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set train.warmup_steps=50 "
-                        "--set model.n_loops=2 (repeatable)")
+        sizes |= {"task": lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                  "train_size": int_list}
+    for prefix, names in STUDY_FIELDS:
+        config = getattr(base, prefix[:-1]) if prefix else base
+        add_config_options(g, config, only=names, prefix=prefix, flags=STUDY_FLAGS,
+                           types_=sizes, metavars={"train_ks": "KS", "eval_ks": "KS"})
+    add_set_option(g, sub=inherit)
 
 
-def overrides_of(args: argparse.Namespace) -> list[str]:
-    """Every ``--set`` given, the study's (before the subcommand) first."""
-    return [*(getattr(args, "overrides", None) or []),
-            *(getattr(args, "sub_overrides", None) or [])]
+def given_study_options(args: argparse.Namespace) -> list[str]:
+    """The flags of the study options given on the command line."""
+    return [STUDY_FLAGS.get(name, "--" + name.replace("_", "-"))
+            for prefix, names in STUDY_FIELDS for name in names if prefix + name in vars(args)]
 
 
 def _one(args: argparse.Namespace, name: str, command: str):
@@ -118,37 +95,15 @@ def build_config(args: argparse.Namespace, *, command: str = "thoughtgrad toy"):
     """The ToyConfig the options describe; a sweep's first task and size stand in for
     the grid (check every grid value with :func:`check_grid`)."""
     from thoughtgrad.experiments.toy import ToyConfig
-    from thoughtgrad.models.gpt_mini import GPTMiniConfig
-    from thoughtgrad.train.sft import TrainConfig
 
-    cfg = ToyConfig()
-    model = dict(n_layer=getattr(args, "layers", None), d_model=getattr(args, "d_model", None),
-                 n_head=getattr(args, "heads", None))
-    model = {k: v for k, v in model.items() if v is not None}
-    train = dict(steps=getattr(args, "steps", None), batch_size=getattr(args, "batch_size", None),
-                 lr=getattr(args, "lr", None))
-    train = {k: v for k, v in train.items() if v is not None}
-    top: dict = {}
-    grid = command == "thoughtgrad toy"
-    task = (getattr(args, "task", None) or [None])[0] if grid else _one(args, "task", command)
-    size = ((getattr(args, "train_size", None) or [None])[0] if grid
-            else _one(args, "train_size", command))
-    if task is not None:
-        top["task"] = task
-    if size is not None:
-        top["train_size"] = size
-    for name in ("train_ks", "eval_ks"):
-        if getattr(args, name, None) is not None:
-            top[name] = tuple(getattr(args, name))
-    for name in ("eval_per_k", "seed", "device"):
-        if getattr(args, name, None) is not None:
-            top[name] = getattr(args, name)
+    values = dict(vars(args))
+    for name in ("task", "train_size"):  # a sweep (a list) or one value
+        if name in values:
+            values[name] = (values[name] or [None])[0] if command == "thoughtgrad toy" \
+                else _one(args, name, command)
     if getattr(args, "regime", None):
-        top["regimes"] = (args.regime,)
-    cfg = dataclasses.replace(
-        cfg, model=GPTMiniConfig(**{**dataclasses.asdict(cfg.model), **model}),
-        train=TrainConfig(**{**dataclasses.asdict(cfg.train), **train}), **top)
-    return apply_overrides(cfg, overrides_of(args))
+        values["regimes"] = (args.regime,)
+    return from_args(ToyConfig(), argparse.Namespace(**values))
 
 
 def check_grid(cfg, tasks: list[str], sizes: list[int]) -> None:
@@ -205,8 +160,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     from thoughtgrad.runs.store import RunDir
 
     cfg = build_config(args)
-    tasks = args.task or [cfg.task]
-    sizes = args.train_size or [cfg.train_size]
+    tasks = getattr(args, "task", None) or [cfg.task]
+    sizes = getattr(args, "train_size", None) or [cfg.train_size]
     check_grid(cfg, tasks, sizes)
     run = RunDir.create(args.out or DEFAULT_OUT, command="toy", config=cfg, seed=cfg.seed,
                         identity=toy_identity(cfg), grid={"tasks": tasks, "train_sizes": sizes})
@@ -245,14 +200,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from thoughtgrad.models.gpt_mini import GPTMini
     from thoughtgrad.runs.store import RunDir
 
-    given = [f"--{n.replace('_', '-')}" for n in STUDY_OPTIONS
-             if getattr(args, n, None) not in (None, [])]
+    given = given_study_options(args)
     given += ["--set"] if overrides_of(args) else []
     if given:
         raise UserError(f"toy eval takes the split and model from the checkpoint; drop "
                         f"{', '.join(given)}")
     cfg, regime = config_from_checkpoint(args.checkpoint)
-    if args.device:
+    if "device" in vars(args):
         cfg = dataclasses.replace(cfg, device=args.device)
     model = GPTMini.load(args.checkpoint)
     acc = evaluate_regime(cfg, split_for(cfg), regime, model)

@@ -132,40 +132,31 @@ def cmd_loops(args: argparse.Namespace) -> int:
     return 0
 
 
-def _knobs_toy(args: argparse.Namespace, toy):
-    """The shared toy config: the knobs defaults with the options given applied."""
+def knobs_config(args: argparse.Namespace):
+    """The KnobsConfig the options describe: ``--steps`` keeps warm-up a tenth of the run
+    (:meth:`~thoughtgrad.train.sft.TrainConfig.with_steps`), the other options replace
+    their field, and every ``--set`` applies to the shared toy config (``--set
+    train.warmup_steps=1``, ``--set eval_ks=2,3``)."""
     from thoughtgrad.config import apply_overrides
+    from thoughtgrad.experiments.testtime import KnobsConfig
 
-    model = {k: v for k, v in {"d_model": args.d_model, "n_head": args.heads}.items()
-             if v is not None}
-    train = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
-                               "lr": args.lr}.items() if v is not None}
-    top = {k: v for k, v in {"train_size": args.train_size, "eval_per_k": args.eval_per_k,
-                             "seed": args.seed, "device": args.device}.items()
-           if v is not None}
-    steps = train.pop("steps", toy.train.steps)
-    toy = dataclasses.replace(
-        toy, model=dataclasses.replace(toy.model, **model),
-        train=dataclasses.replace(toy.train.with_steps(steps), **train), **top)
-    return apply_overrides(toy, overrides_of(args))
+    base = KnobsConfig()
+    given = dict(vars(args))
+    steps = given.pop("toy.train.steps", None)
+    if steps is not None:
+        base = dataclasses.replace(base, toy=dataclasses.replace(
+            base.toy, train=base.toy.train.with_steps(steps)))
+    cfg = given_options(base, argparse.Namespace(**given))
+    return dataclasses.replace(cfg, toy=apply_overrides(cfg.toy, overrides_of(args)))
 
 
 def cmd_knobs(args: argparse.Namespace) -> int:
     from thoughtgrad.cli.common import bar_factory
-    from thoughtgrad.experiments.testtime import KnobsConfig, knobs_identity, run_knobs
+    from thoughtgrad.experiments.testtime import knobs_identity, run_knobs
     from thoughtgrad.runs.store import RunDir
 
-    base = KnobsConfig()
-    toy = _knobs_toy(args, base.toy)
-    chosen = {"tasks": tuple(args.task) if args.task else None,
-              "layers": tuple(args.layers) if args.layers else None,
-              "cot_layers": args.cot_layers, "loop_layers": args.loop_layers,
-              "loop_train": args.loop_train,
-              "loops": _check_loops(args.loops) if args.loops else None}
-    cfg = dataclasses.replace(base, toy=toy,
-                              sampling=_sample_config(args, samples=base.sampling.samples),
-                              **{k: v for k, v in chosen.items() if v is not None})
-    run = RunDir.create(args.out, command="toy knobs", config=cfg, seed=toy.seed,
+    cfg = knobs_config(args)
+    run = RunDir.create(args.out, command="toy knobs", config=cfg, seed=cfg.toy.seed,
                         identity=knobs_identity(cfg))
     t0 = time.perf_counter()
     with run.recording():
@@ -215,33 +206,25 @@ def register_scale(tsub: argparse._SubParsersAction) -> None:
         "model (tokens), majority vote over samples of the direct and CoT models (samples), "
         "and a looped direct model evaluated at r >= r_train (loops); all trained with the "
         "same loop; one tidy scale table of accuracy per K against compute. Resumable.")
-    g = k.add_argument_group("models")
-    g.add_argument("--task", type=lambda v: v.split(","), default=None,
-                   help="task families [addition,fold]")
-    g.add_argument("--layers", type=int_list, default=None, help="direct depths L [2,4,8]")
-    g.add_argument("--cot-layers", type=positive_int, default=None,
-                   help="depth of the CoT model and of the sampled direct model [4]")
-    g.add_argument("--loop-layers", type=positive_int, default=None,
-                   help="blocks in the looped group [2]")
-    g.add_argument("--loop-train", type=positive_int, default=None,
-                   help="loops r at training [2]")
-    g.add_argument("--loops", type=int_list, default=None,
-                   help="loop counts r at evaluation [1,2,3,4,6,8]")
-    t = k.add_argument_group("training (shared by every model)")
-    t.add_argument("--steps", type=positive_int, default=None,
-                   help="optimizer steps [1600]; warm-up keeps its tenth of them (--set "
-                        "train.warmup_steps=N to change)")
-    t.add_argument("--batch-size", type=positive_int, default=None, help="[32]")
-    t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate [1e-3]")
-    t.add_argument("--d-model", type=positive_int, default=None, help="width d [128]")
-    t.add_argument("--heads", type=positive_int, default=None, help="attention heads [4]")
-    t.add_argument("--train-size", type=positive_int, default=None,
-                   help="distinct training problems [3000]")
-    t.add_argument("--eval-per-k", type=positive_int, default=None,
-                   help="held-out problems per K [100]")
-    t.add_argument("--seed", type=int, default=None, help="data, init and batch seed [0]")
-    t.add_argument("--device", default=None,
-                   help="auto (CUDA when present, else CPU), cpu, cuda ... [default: auto]")
+    from thoughtgrad.experiments.testtime import KnobsConfig
+
+    base = KnobsConfig()
+    counts = {n: positive_int for n in ("cot_layers", "loop_layers", "loop_train", "steps",
+                                        "batch_size", "d_model", "n_head", "train_size",
+                                        "eval_per_k")}
+    add_config_options(k.add_argument_group("models"), base,
+                       only=("tasks", "layers", "cot_layers", "loop_layers", "loop_train",
+                             "loops"), flags={"tasks": "--task"}, types_=counts)
+    t = k.add_argument_group(
+        "training (shared by every model)",
+        "--steps keeps warm-up a tenth of the run (--set train.warmup_steps=N to change); "
+        "--set applies to the shared toy config (e.g. --set eval_ks=2,3)")
+    add_config_options(t, base.toy.train, prefix="toy.train.", only=("steps", "batch_size", "lr"),
+                       types_=counts)
+    add_config_options(t, base.toy.model, prefix="toy.model.", only=("d_model", "n_head"),
+                       flags={"n_head": "--heads"}, types_=counts)
+    add_config_options(t, base.toy, prefix="toy.",
+                       only=("train_size", "eval_per_k", "seed", "device"), types_=counts)
     add_set_option(t)
     _sampling_args(k, samples=KNOBS_SAMPLES)
     add_out_option(k, default=DEFAULT_KNOBS_OUT, what="run directory")

@@ -79,11 +79,17 @@ class KnobsConfig:
     """
 
     tasks: tuple[str, ...] = ("addition", "fold")
+    """task families"""
     layers: tuple[int, ...] = (2, 4, 8)
+    """depths L of the direct models (parameters)"""
     cot_layers: int = 4
+    """depth of the CoT model and of the sampled direct model"""
     loop_layers: int = 2
+    """blocks in the looped group"""
     loop_train: int = 2
+    """loops r at training"""
     loops: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
+    """loop counts r at evaluation"""
     sampling: SampleConfig = field(default_factory=SampleConfig)
     toy: ToyConfig = field(default_factory=_default_toy)
 

@@ -49,13 +49,25 @@ class ToyConfig:
     """The toy study; defaults are the seed's (3000 problems, 2000 steps, batch 64)."""
 
     task: str = "addition"
+    """task family: addition (a digit sum) or fold (left fold of + - * mod 10, truly
+    serial); ``thoughtgrad toy`` sweeps a comma-separated list"""
     train_size: int = 3000
+    """training problems, distinct while a K's problem space allows (K=2 has only 100 sums,
+    so they repeat there); ``thoughtgrad toy`` sweeps a comma-separated list, e.g.
+    3000,100000"""
     train_ks: tuple[int, ...] = (2, 3, 4, 5, 6)
+    """K values drawn uniformly for training, e.g. 2-6"""
     eval_ks: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
+    """K values evaluated; those outside the training Ks are reported as out of
+    distribution"""
     eval_per_k: int = 200
+    """held-out problems per K (at most a fifth of that K's space)"""
     regimes: tuple[str, ...] = ("direct", "cot")
+    """response formats trained and evaluated: direct (answer only), cot, simplified, half"""
     seed: int = 0
+    """seed for the split, init and batches"""
     device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
     model: GPTMiniConfig = field(
         default_factory=lambda: GPTMiniConfig(vocab_size=TOKENIZER.vocab_size))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(checkpoint_every=500))
