@@ -33,6 +33,14 @@ def test_compare_and_report_cli(tmp_path: Path, capsys) -> None:
     assert page.is_file() and "wrote" in capsys.readouterr().out
 
 
+def test_report_page_defaults_to_the_current_directory(tmp_path: Path, monkeypatch) -> None:
+    run = make_run(tmp_path, "one", {"spectra": make_spectra("correct", n_samples=2,
+                                                             roles=("q", "o"))})
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(run), "--n-boot", "10"]) == 0
+    assert (tmp_path / "report.html").is_file() and not (run / "report.html").exists()
+
+
 def test_cli_bad_input_one_line(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -51,3 +59,15 @@ def test_compare_of_a_missing_run_creates_nothing(tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a run directory" in err[0]
     assert not out.exists()
+
+
+def test_analysis_options_come_from_compare_config() -> None:
+    from thoughtgrad.cli import build_parser
+    from thoughtgrad.cli.compare import config_from_args
+    from thoughtgrad.report.compare import CompareConfig
+
+    args = build_parser().parse_args(["compare", "r1", "--out", "o", "--metrics", "nuclear, ratio",
+                                      "--per-loss", "--n-boot", "7", "--set", "level=0.9"])
+    cfg = config_from_args(args)
+    assert cfg == CompareConfig(metrics=("nuclear", "ratio"), per_loss=True, n_boot=7, level=0.9)
+    assert config_from_args(build_parser().parse_args(["report", "r1"])) == CompareConfig()

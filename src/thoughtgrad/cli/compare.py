@@ -7,10 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from thoughtgrad.cli.common import HelpFormatter, positive_int, print_table
+from thoughtgrad.cli.common import HelpFormatter, add_out_option, positive_int, print_table
+from thoughtgrad.cli.options import add_config_options, add_set_option, from_args
 from thoughtgrad.errors import UserError
-from thoughtgrad.report import stats
-from thoughtgrad.report.compare import METRICS, CompareConfig, Comparison, compare_runs
+from thoughtgrad.report.compare import CompareConfig, Comparison, compare_runs
 
 DESCRIPTION = """\
 Read the tables of the given run directories (never a model) and write, into REPORT_DIR,
@@ -33,25 +33,21 @@ path that is not a directory.
 
 
 def add_compare_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``compare`` and ``report``."""
+    """Options shared by ``compare`` and ``report``: the run directories, then one option
+    per :class:`CompareConfig` field of the analysis, and ``--set``."""
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories to read")
     a = p.add_argument_group("analysis")
-    a.add_argument("--metrics", default=",".join(METRICS),
-                   help="spectra metrics to summarise, comma-separated")
-    a.add_argument("--per-loss", action="store_true",
-                   help="divide scale metrics (nuclear, sigma_max, frobenius) by the sample's "
-                        "loss: the paper's 'regularized' nuclear norm")
-    a.add_argument("--separation-metric", default="nuclear",
-                   help="metric whose mean over layers separates irrelevant from correct")
-    a.add_argument("--n-boot", type=positive_int, default=stats.N_BOOT,
-                   help="bootstrap resamples for every interval")
-    a.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_config_options(a, CompareConfig(), only=ANALYSIS_OPTIONS,
+                       types_={"n_boot": positive_int})
+    add_set_option(a, example="level=0.9")
+
+
+ANALYSIS_OPTIONS = ("metrics", "per_loss", "separation_metric", "n_boot", "seed")
+"""The CompareConfig fields with their own option (the others by ``--set``)."""
 
 
 def config_from_args(args: argparse.Namespace) -> CompareConfig:
-    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    return CompareConfig(metrics=metrics, per_loss=args.per_loss, n_boot=args.n_boot,
-                         seed=args.seed, separation_metric=args.separation_metric)
+    return from_args(CompareConfig(), args)
 
 
 def print_notes(comp: Comparison) -> None:
@@ -107,7 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare conditions across runs: tables and figures",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
     add_compare_options(p)
-    p.add_argument("--out", required=True, metavar="REPORT_DIR",
-                   help="folder for the CSV/Markdown/LaTeX tables and figures/")
+    add_out_option(p, required=True, metavar="REPORT_DIR",
+                   what="folder for the CSV/Markdown/LaTeX tables and figures/")
     p.add_argument("--no-figures", action="store_true", help="write the tables only")
     p.set_defaults(func=run)

@@ -159,12 +159,12 @@ def given_options(config: C, args: argparse.Namespace, *, prefix: str = "") -> C
 
 
 def add_set_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
-                   sub: bool = False) -> None:
+                   sub: bool = False, example: str = "train.warmup_steps=50") -> None:
     """``--set key=value`` (repeatable): any config field, dotted for nested ones. A
     subcommand's list (``sub``) is kept apart and applied after its parent's."""
     parser.add_argument("--set", dest="sub_overrides" if sub else "overrides", action="append",
                         default=argparse.SUPPRESS, metavar="KEY=VALUE",
-                        help="override any config field, e.g. --set train.warmup_steps=50 "
+                        help=f"override any config field, e.g. --set {example} "
                              "(repeatable; applied after the other options)")
 
 

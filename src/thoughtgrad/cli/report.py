@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from thoughtgrad.cli.common import HelpFormatter
+from thoughtgrad.cli.common import HelpFormatter, add_out_option
 from thoughtgrad.cli.compare import add_compare_options, config_from_args, print_notes
+
+DEFAULT_OUT = "report.html"
+"""In the current directory, never inside a run being read (give --out to put it there)."""
 
 DESCRIPTION = """\
 Write ONE self-contained HTML page (figures inlined as PNG, inline CSS and JavaScript, no
@@ -31,7 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="one offline report.html for one or more runs",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
     add_compare_options(p)
-    p.add_argument("--out", default=None, metavar="FILE",
-                   help="the page to write (default: RUN_DIR/report.html for one run, "
-                        "./report.html for several)")
+    add_out_option(p, default=DEFAULT_OUT, metavar="FILE",
+                   what="the page to write (its figures/ beside it)")
     p.set_defaults(func=run)

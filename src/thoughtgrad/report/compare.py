@@ -62,12 +62,20 @@ class CompareConfig:
     """Options of a comparison; the defaults are the paper's analysis."""
 
     metrics: tuple[str, ...] = METRICS
+    """spectra metrics to summarise, comma-separated"""
     per_loss: bool = False
+    """divide scale metrics (nuclear, sigma_max, frobenius) by the sample's loss: the
+    paper's 'regularized' nuclear norm"""
     n_boot: int = stats.N_BOOT
+    """bootstrap resamples for every interval"""
     level: float = stats.LEVEL
+    """confidence level of every interval"""
     seed: int = 0
+    """bootstrap seed"""
     separation_metric: str = "nuclear"
+    """metric whose mean over layers separates irrelevant from correct"""
     top_layers: int = 3
+    """layers with the largest relative difference listed per contrast"""
 
     def __post_init__(self) -> None:
         if self.n_boot < 1:
