@@ -233,3 +233,21 @@ def test_cli_nothing_to_report_is_one_line(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "nothing to report" in err[-1]
     assert all(line.startswith("[demo ") for line in err[:-1])
+
+
+def test_demo_options_come_from_the_config() -> None:
+    from thoughtgrad.cli import build_parser
+    from thoughtgrad.cli.demo import build_config
+    from thoughtgrad.experiments.demo_config import quick_config
+
+    args = build_parser().parse_args([
+        "demo", "--quick", "--skip", "spectra", "scale", "--limit", "2", "--toy-steps", "50",
+        "--dynamics-steps", "4", "--samples", "1,2", "--device", "cpu",
+        "--set", "dynamics.limit=16"])
+    cfg = build_config(args)
+    quick = quick_config()
+    assert cfg.skip == ("spectra", "scale") and cfg.device == "cpu"
+    assert (cfg.spectra.limit, cfg.dynamics.steps, cfg.scale.samples) == (2, 4, (1, 2))
+    assert cfg.dynamics.limit == 16
+    assert cfg.toy.train == quick.toy.train.with_steps(50)  # warm-up keeps its share
+    assert build_config(build_parser().parse_args(["demo", "--quick"])) == quick

@@ -16,10 +16,10 @@ import pandas as pd
 from thoughtgrad.cli.common import (
     HelpFormatter,
     bar_factory,
-    int_list,
     positive_int,
     print_table,
 )
+from thoughtgrad.cli.options import add_config_options, add_set_option, field_docs, from_args
 from thoughtgrad.errors import UserError
 
 DEFAULT_OUT = "runs/demo"
@@ -60,45 +60,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="shrink every stage for a smoke run of a minute or two (toy 200 steps "
                         "on 500 problems, spectra 3 samples per file, dynamics 30 steps)")
-    p.add_argument("--skip", nargs="+", default=[], choices=STAGE_NAMES, metavar="STUDY",
-                   help=f"stages to leave out: {', '.join(STAGE_NAMES)}")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="folder holding layer_gradient/ [default: <repo>/../shared/data]")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="spectra samples per data file [20; 3 with --quick]")
-    p.add_argument("--toy-steps", type=positive_int, default=None,
-                   help="toy training steps per regime [2000; 200 with --quick]")
-    p.add_argument("--dynamics-steps", type=positive_int, default=None,
-                   help="fine-tuning steps per regime [300; 30 with --quick]")
-    p.add_argument("--samples", type=int_list, default=None,
-                   help="test-time sample budgets [1,4,16; 1,4 with --quick]")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_demo_options(p)
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for torch (default: torch's choice); 1 is fastest for "
                         "these small models when other jobs share the cores")
     p.set_defaults(func=run)
 
 
+def add_demo_options(p: argparse.ArgumentParser) -> None:
+    """The demo's settings, generated from :class:`DemoConfig` (field docstring = help);
+    the shown defaults name both the full and the ``--quick`` value."""
+    from thoughtgrad.experiments.demo_config import DemoConfig, quick_config
+
+    full, quick = DemoConfig(), quick_config()
+
+    def both(value_of) -> str:
+        def shown(v):
+            return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+        return f"{shown(value_of(full))}; {shown(value_of(quick))} with --quick"
+
+    p.add_argument("--skip", nargs="+", default=argparse.SUPPRESS, choices=STAGE_NAMES,
+                   metavar="STUDY", help=f"{field_docs(DemoConfig)['skip']}: "
+                                         f"{', '.join(STAGE_NAMES)}")
+    add_config_options(p, full.spectra, prefix="spectra.", only=("data_dir", "limit"),
+                       types_={"limit": positive_int}, metavars={"data_dir": "DIR"},
+                       defaults={"data_dir": "<repo>/../shared/data",
+                                 "limit": both(lambda c: c.spectra.limit)})
+    add_config_options(p, full.toy.train, prefix="toy.train.", only=("steps",),
+                       flags={"steps": "--toy-steps"}, types_={"steps": positive_int},
+                       defaults={"steps": both(lambda c: c.toy.train.steps)})
+    add_config_options(p, full.dynamics, prefix="dynamics.", only=("steps",),
+                       flags={"steps": "--dynamics-steps"}, types_={"steps": positive_int},
+                       defaults={"steps": both(lambda c: c.dynamics.steps)})
+    add_config_options(p, full.scale, prefix="scale.", only=("samples",),
+                       defaults={"samples": both(lambda c: c.scale.samples)})
+    add_config_options(p, full, only=("device",))
+    add_set_option(p, example="dynamics.limit=100")
+
+
 def build_config(args: argparse.Namespace):
+    """The DemoConfig of the options: the full or the ``--quick`` settings, ``--toy-steps``
+    keeping the toy warm-up's share of the run (:meth:`TrainConfig.with_steps`), the other
+    options and every ``--set`` applied."""
     from thoughtgrad.experiments.demo_config import DemoConfig, quick_config
 
     cfg = quick_config() if args.quick else DemoConfig()
-    spectra = {k: v for k, v in {"data_dir": args.data_dir, "limit": args.limit}.items()
-               if v is not None}
-    cfg = dataclasses.replace(cfg, skip=tuple(args.skip), device=args.device,
-                              spectra=dataclasses.replace(cfg.spectra, **spectra))
-    if args.toy_steps is not None:
-        train = dataclasses.replace(cfg.toy.train, steps=args.toy_steps,
-                                    warmup_steps=min(cfg.toy.train.warmup_steps,
-                                                     max(1, args.toy_steps // 10)))
-        cfg = dataclasses.replace(cfg, toy=dataclasses.replace(cfg.toy, train=train))
-    if args.dynamics_steps is not None:
-        cfg = dataclasses.replace(cfg, dynamics=dataclasses.replace(
-            cfg.dynamics, steps=args.dynamics_steps))
-    if args.samples is not None:
-        cfg = dataclasses.replace(cfg, scale=dataclasses.replace(
-            cfg.scale, samples=tuple(args.samples)))
-    return cfg
+    given = dict(vars(args))
+    steps = given.pop("toy.train.steps", None)
+    if steps is not None:
+        cfg = dataclasses.replace(cfg, toy=dataclasses.replace(
+            cfg.toy, train=cfg.toy.train.with_steps(steps)))
+    return from_args(cfg, argparse.Namespace(**given))
 
 
 def print_summary(comp) -> None:

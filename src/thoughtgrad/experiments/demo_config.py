@@ -32,7 +32,9 @@ class SpectraStage:
 
     dataset: str = "gsm8k"
     limit: int = 20
+    """records read per spectra data file"""
     data_dir: str | None = None
+    """folder holding layer_gradient/"""
     arch: str = "llama"
     hidden_size: int = 64
     intermediate_size: int = 128
@@ -65,6 +67,7 @@ class DynamicsStage:
     regimes: tuple[str, ...] = REGIMES
     base_regime: str = "cot"
     steps: int = 300
+    """fine-tuning steps per regime"""
     batch_size: int = 64
     limit: int = 400
     curvature_every: int = 100
@@ -90,6 +93,7 @@ class ScaleStage:
     of each toy checkpoint (``None``: all of them)."""
 
     samples: tuple[int, ...] = (1, 4, 16)
+    """test-time sample budgets n"""
     temperature: float = 0.8
     per_k: int | None = 50
     seed: int = 0
@@ -116,7 +120,9 @@ class DemoConfig:
     dynamics: DynamicsStage = field(default_factory=DynamicsStage)
     scale: ScaleStage = field(default_factory=ScaleStage)
     skip: tuple[str, ...] = ()
+    """stages to leave out"""
     device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
     figures: bool = True
     title: str = "thoughtgrad demo"
 
