@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from thoughtgrad.cli.common import HelpFormatter
+from thoughtgrad.cli.options import add_config_options, add_set_option, from_args
 from thoughtgrad.errors import UserError
 
 DESCRIPTION = """\
@@ -36,7 +37,7 @@ With --all, every kind is written to DIR/<stem>_<kind>.<ext>, names that
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from thoughtgrad.tasks.variants import KINDS
+    from thoughtgrad.tasks.variants import KINDS, VariantConfig
 
     p = sub.add_parser("variants", help="write none/simplified/detailed/... variants of data",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
@@ -49,24 +50,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="FILE",
                    help="output file for --kind (its suffix picks the format)")
     p.add_argument("--out-dir", default=None, metavar="DIR", help="output folder for --all")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the half-steps, irrelevant and corrupted choices")
-    p.add_argument("--prompt-field", default="instruction", help="field holding the prompt")
-    p.add_argument("--response-field", default="output", help="field holding the response")
+    add_config_options(p, VariantConfig())
+    add_set_option(p, example="seed=1")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from thoughtgrad.tasks.records import Labels, load_records, read_rows
-    from thoughtgrad.tasks.variants import KINDS, build_variant, variant_path, write_rows
+    from thoughtgrad.tasks.variants import (
+        KINDS,
+        VariantConfig,
+        build_variant,
+        variant_path,
+        write_rows,
+    )
 
     if args.all and not args.out_dir:
         raise UserError("--all writes one file per kind: give --out-dir DIR")
     if args.kind and not args.out:
         raise UserError("--kind writes one file: give --out FILE")
+    cfg = from_args(VariantConfig(), args)
     # Validate every record first (one-line errors naming file, record and field).
-    load_records(args.data, Labels("", None, "correct", ""), prompt_field=args.prompt_field,
-                 response_field=args.response_field)
+    load_records(args.data, Labels("", None, "correct", ""), prompt_field=cfg.prompt_field,
+                 response_field=cfg.response_field)
     rows = read_rows(args.data)
     kinds = KINDS if args.all else (args.kind.replace("-", "_"),)
     outs = {kind: variant_path(args.out_dir, args.data, kind) if args.all else args.out
@@ -76,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{out}: is the input --data file; write the variant elsewhere "
                             "(it would replace the responses it is built from)")
     for kind in kinds:
-        result = build_variant(rows, kind, seed=args.seed, prompt_field=args.prompt_field,
-                               response_field=args.response_field)
+        result = build_variant(rows, kind, seed=cfg.seed, prompt_field=cfg.prompt_field,
+                               response_field=cfg.response_field)
         out = outs[kind]
         path = write_rows(out, result.rows)
         note = ""

@@ -45,6 +45,18 @@ KINDS: tuple[str, ...] = ("none", "simplified", "detailed", "half_steps", "irrel
                           "corrupted")
 
 
+@dataclass(frozen=True)
+class VariantConfig:
+    """How variants of a data file are built (:func:`build_variant`'s options)."""
+
+    seed: int = 0
+    """seed of the half-steps, irrelevant and corrupted choices"""
+    prompt_field: str = "instruction"
+    """field holding the prompt"""
+    response_field: str = "output"
+    """field holding the response"""
+
+
 # -- the six builders -------------------------------------------------------------------
 def none_response(response: str, prompt: str | None = None) -> str:
     """The bare final answer (an option letter as ``(X)``); ``ValueError`` when the
