@@ -17,12 +17,19 @@ import pandas as pd
 
 from thoughtgrad.cli.common import (
     HelpFormatter,
+    add_out_option,
     bar_factory,
     int_list,
     positive_int,
     print_table,
 )
-from thoughtgrad.cli.options import add_config_options, add_set_option, from_args, overrides_of
+from thoughtgrad.cli.options import (
+    add_config_options,
+    add_set_option,
+    field_docs,
+    from_args,
+    overrides_of,
+)
 from thoughtgrad.cli.toy_scale import register_scale
 from thoughtgrad.errors import UserError
 
@@ -163,7 +170,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     tasks = getattr(args, "task", None) or [cfg.task]
     sizes = getattr(args, "train_size", None) or [cfg.train_size]
     check_grid(cfg, tasks, sizes)
-    run = RunDir.create(args.out or DEFAULT_OUT, command="toy", config=cfg, seed=cfg.seed,
+    run = RunDir.create(getattr(args, "out", DEFAULT_OUT), command="toy", config=cfg, seed=cfg.seed,
                         identity=toy_identity(cfg), grid={"tasks": tasks, "train_sizes": sizes})
     t0 = time.perf_counter()
     with run.recording():
@@ -179,8 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from thoughtgrad.runs.store import RunDir
 
     cfg = build_config(args, command="thoughtgrad toy train")
-    run = RunDir.create(args.out or DEFAULT_OUT, command="toy train", config=cfg, seed=cfg.seed,
-                        identity=toy_identity(cfg))
+    run = RunDir.create(getattr(args, "out", DEFAULT_OUT), command="toy train", config=cfg,
+                        seed=cfg.seed, identity=toy_identity(cfg))
     name = checkpoint_name(cfg, args.regime)
     directory = run.path / "checkpoints" / name
     _, result = train_regime(cfg, split_for(cfg), args.regime, directory,
@@ -200,14 +207,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from thoughtgrad.models.gpt_mini import GPTMini
     from thoughtgrad.runs.store import RunDir
 
-    given = given_study_options(args)
+    given = [flag for flag in given_study_options(args) if flag != "--device"]
     given += ["--set"] if overrides_of(args) else []
     if given:
         raise UserError(f"toy eval takes the split and model from the checkpoint; drop "
                         f"{', '.join(given)}")
     cfg, regime = config_from_checkpoint(args.checkpoint)
-    if "device" in vars(args):
-        cfg = dataclasses.replace(cfg, device=args.device)
+    cfg = dataclasses.replace(cfg, device=getattr(args, "device", "auto"))
     model = GPTMini.load(args.checkpoint)
     acc = evaluate_regime(cfg, split_for(cfg), regime, model)
     out = args.eval_out or getattr(args, "out", None) or DEFAULT_EVAL_OUT
@@ -232,6 +238,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from thoughtgrad.experiments.toy import ToyConfig
+
     p = sub.add_parser(
         "toy", formatter_class=HelpFormatter,
         help="the toy CoT lab: train direct and CoT gpt_mini models, accuracy per K",
@@ -240,7 +248,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "out of distribution) on held-out problems, classifies every failure, and writes "
         "the run directory. Re-running the same command resumes.")
     _study_args(p, grid=True)
-    p.add_argument("--out", default=None, help=f"run directory [default: {DEFAULT_OUT}]")
+    add_out_option(p, default=DEFAULT_OUT, what="run directory", inherit=True)
     p.set_defaults(func=cmd_study)
     tsub = p.add_subparsers(dest="toy_command", metavar="SUBCOMMAND")
 
@@ -252,8 +260,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--regime", choices=["direct", "cot", "simplified", "half"], default="cot",
                    help="response format: direct '18#', cot '{3+4=7;...}18#', simplified "
                         "(every other step), half (a seeded random half of the steps)")
-    t.add_argument("--out", default=argparse.SUPPRESS,
-                   help=f"run directory [default: {DEFAULT_OUT}]")
+    add_out_option(t, default=DEFAULT_OUT, what="run directory", inherit=True)
     t.set_defaults(func=cmd_train)
 
     e = tsub.add_parser("eval", formatter_class=HelpFormatter,
@@ -265,7 +272,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", dest="eval_out", default=None, metavar="RUN_DIR",
                    help=f"run directory (its accuracy table is replaced) "
                         f"[default: {DEFAULT_EVAL_OUT}]")
-    e.add_argument("--device", default=argparse.SUPPRESS, help="auto, cpu, cuda ...")
+    e.add_argument("--device", default=argparse.SUPPRESS,
+                   help=field_docs(ToyConfig)["device"] + " [default: auto]")
     e.set_defaults(func=cmd_eval)
 
     s = tsub.add_parser("simulate", formatter_class=HelpFormatter,
