@@ -154,7 +154,8 @@ class MLP(nn.Module):
         self.up = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=cfg.bias)
         self.down = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=cfg.bias)
 
-    def forward(self, x: Float[Tensor, "B T D"]) -> Float[Tensor, "B T D"]:
+    def forward(self, x: Float[Tensor, "*B D"]) -> Float[Tensor, "*B D"]:
+        """Per token: ``B T D`` on the padded layout, ``N D`` on packed tokens."""
         return self.down(F.gelu(self.up(x)))
 
 

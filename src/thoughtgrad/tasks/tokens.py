@@ -11,7 +11,7 @@ padding, with an attention mask of ones then zeros.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ IGNORE_INDEX = -100
 """Label value of positions that carry no loss (prompt, padding), as in Hugging Face."""
 
 
+@runtime_checkable
 class TokenSample(Protocol):
     """A sample's ids and labels (``tasks.encode.Encoded`` is one)."""
 
