@@ -203,7 +203,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from thoughtgrad.experiments.toy import config_from_checkpoint, evaluate_regime, split_for
+    from thoughtgrad.experiments.toy import (
+        ToyConfig,
+        config_from_checkpoint,
+        evaluate_regime,
+        split_for,
+    )
     from thoughtgrad.models.gpt_mini import GPTMini
     from thoughtgrad.runs.store import RunDir
 
@@ -213,7 +218,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"toy eval takes the split and model from the checkpoint; drop "
                         f"{', '.join(given)}")
     cfg, regime = config_from_checkpoint(args.checkpoint)
-    cfg = dataclasses.replace(cfg, device=getattr(args, "device", "auto"))
+    cfg = dataclasses.replace(cfg, device=getattr(args, "device", ToyConfig().device))
     model = GPTMini.load(args.checkpoint)
     acc = evaluate_regime(cfg, split_for(cfg), regime, model)
     out = args.eval_out or getattr(args, "out", None) or DEFAULT_EVAL_OUT
@@ -238,7 +243,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from thoughtgrad.experiments.toy import ToyConfig
+    from thoughtgrad.experiments.toy import REGIME_STYLE, ToyConfig
 
     p = sub.add_parser(
         "toy", formatter_class=HelpFormatter,
@@ -257,9 +262,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Train one gpt_mini on one regime's texts with the shared "
                         "SFT loop (prompt-masked cross-entropy, AdamW, clip 1.0). Resumable.")
     _study_args(t, grid=False, inherit=True)
-    t.add_argument("--regime", choices=["direct", "cot", "simplified", "half"], default="cot",
-                   help="response format: direct '18#', cot '{3+4=7;...}18#', simplified "
-                        "(every other step), half (a seeded random half of the steps)")
+    t.add_argument("--regime", choices=sorted(REGIME_STYLE), default="cot",
+                   help=f"the one regime to train, of the {field_docs(ToyConfig)['regimes']} "
+                        "[default: cot]")
     add_out_option(t, default=DEFAULT_OUT, what="run directory", inherit=True)
     t.set_defaults(func=cmd_train)
 
@@ -272,8 +277,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", dest="eval_out", default=None, metavar="RUN_DIR",
                    help=f"run directory (its accuracy table is replaced) "
                         f"[default: {DEFAULT_EVAL_OUT}]")
-    e.add_argument("--device", default=argparse.SUPPRESS,
-                   help=field_docs(ToyConfig)["device"] + " [default: auto]")
+    add_config_options(e, ToyConfig(), only=("device",))
     e.set_defaults(func=cmd_eval)
 
     s = tsub.add_parser("simulate", formatter_class=HelpFormatter,

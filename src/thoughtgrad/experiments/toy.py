@@ -63,7 +63,9 @@ class ToyConfig:
     eval_per_k: int = 200
     """held-out problems per K (at most a fifth of that K's space)"""
     regimes: tuple[str, ...] = ("direct", "cot")
-    """response formats trained and evaluated: direct (answer only), cot, simplified, half"""
+    """response formats trained and evaluated: direct '18#' (answer only), cot
+    '{3+4=7;...}18#', simplified (every other step), half (a seeded random half of the
+    steps)"""
     seed: int = 0
     """seed for the split, init and batches"""
     device: str = "auto"
@@ -130,8 +132,7 @@ def train_regime(cfg: ToyConfig, split: Split, regime: str, directory: Path, *,
             "train_ks": list(cfg.train_ks), "eval_ks": list(cfg.eval_ks),
             "eval_per_k": cfg.eval_per_k, "split_seed": cfg.seed}
 
-    def save(m: torch.nn.Module, d: Path) -> None:
-        assert isinstance(m, GPTMini)
+    def save(m: GPTMini, d: Path) -> None:
         m.save(d, extra=meta)
 
     def load(m: torch.nn.Module, d: Path) -> None:
