@@ -48,7 +48,8 @@ def test_grid_then_report_with_the_claims_section(tmp_path, llama_dir, capsys):
     rc, stdout, err = _run(argv, capsys)  # the same command again: nothing is measured
     assert rc == 0 and "1 already complete, 0 measured" in stdout, err
 
-    rc, stdout, err = _run(["report", out, "--metrics", "nuclear", "--n-boot", "200"], capsys)
+    rc, stdout, err = _run(["report", out, "--metrics", "nuclear", "--n-boot", "200",
+                            "--out", out / "report.html"], capsys)
     assert rc == 0, err
     page = (out / "report.html").read_text()
     assert page.index('id="claims"') < page.index('id="notes"')  # the report opens with it
