@@ -141,7 +141,7 @@ def test_truncated_shard_resume_measures_it_again(tmp_path: Path, llama_dir: Pat
     shard = sorted((out / "spectra.parquet").glob("part-*.parquet"))[1]
     shard.write_bytes(shard.read_bytes()[:100])
     # the report still reads the good shards and names the bad one
-    res = run_cli(["report", out], capsys)
+    res = run_cli(["report", out, "--out", out / "report.html"], capsys)
     assert res.rc == 0 and shard.name in res.err + res.out
     # resuming quarantines it (and its batch) and measures those samples again
     res = run_cli(_spectra(llama_dir, two_files, out), capsys)
