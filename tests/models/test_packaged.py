@@ -123,8 +123,9 @@ def test_half_written_entry_is_rebuilt_not_loaded(smollm2_entry, tmp_path, monke
 
 
 def _gsm8k_batch(tok, n: int, max_length: int):
-    from thoughtgrad.tasks.encode import EncodeConfig, collate, encode
+    from thoughtgrad.tasks.encode import EncodeConfig, encode
     from thoughtgrad.tasks.records import load_many
+    from thoughtgrad.tasks.tokens import collate
 
     if not GSM8K.is_file():
         pytest.skip(f"shared data not found: {GSM8K} (../shared relative to the repo root)")
