@@ -127,11 +127,12 @@ def check_grid(cfg, tasks: list[str], sizes: list[int]) -> None:
 def toy_identity(cfg) -> dict:
     """The settings a resumed toy run must share with the run it continues: all but the
     grid axes (task, training size, regime: new cells may be added) and what changes no
-    number (device, checkpoint interval)."""
+    number (device, checkpoint interval, threads and worker processes)."""
     from thoughtgrad.config import identity_of
 
     return identity_of(cfg, drop=("task", "train_size", "regimes", "device",
-                                  "train.checkpoint_every"))
+                                  "train.checkpoint_every",
+                                  "threads", "parallel"))
 
 
 def print_accuracy(acc: pd.DataFrame, timings: pd.DataFrame | None = None) -> None:

@@ -6,16 +6,28 @@ Regimes are only a dataset choice: ``direct`` trains on ``18#``, ``cot`` on
 ``{3+4=7;7+5=12;12+6=18}18#``, ``simplified`` on every other step. The study can run a
 grid of task families and training-set sizes, so the question "is the direct model's
 failure depth or memorisation?" is settled by measurement.
+
+Speed (issue 12, measured by ``benchmarks/toy_train.py``): d=128 kernels are too small
+for two threads to share one step (each of thousands of kernels per step ends in a
+barrier; on a busy machine the second thread is often descheduled), so each model trains
+on ``threads`` torch threads (1 by default) and, on a CPU, the regimes of a cell train at
+once in worker processes, one per core. The loop, optimiser, batches and seeds are the
+same either way; only floating-point summation order inside kernels may differ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import multiprocessing
+import os
+import queue
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -41,6 +53,9 @@ from thoughtgrad.train.sft import Batch, TrainConfig, TrainResult, make_batches,
 
 log = logging.getLogger(__name__)
 
+PARALLEL_MIN_STEPS = 200
+"""Shortest run trained in worker processes when ``parallel`` is None (a worker takes a
+few seconds to start: it imports torch)."""
 REGIME_STYLE = {"direct": "answer", "cot": "cot", "simplified": "simplified", "half": "half"}
 
 
@@ -73,6 +88,12 @@ class ToyConfig:
     model: GPTMiniConfig = field(
         default_factory=lambda: GPTMiniConfig(vocab_size=TOKENIZER.vocab_size))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(checkpoint_every=500))
+    threads: int | None = 1
+    """torch threads while a model trains on a CPU (None = torch's default)"""
+    parallel: bool | None = None
+    """train a cell's regimes at once, one worker process each (CPU only); None = when
+    there are at least two cores and the run is long enough to repay starting workers
+    (``PARALLEL_MIN_STEPS``)"""
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -88,6 +109,8 @@ class ToyConfig:
         for r in self.regimes:
             if r not in REGIME_STYLE:
                 raise UserError(f"unknown regime {r!r}; choose from {sorted(REGIME_STYLE)}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"threads must be >= 1 or None, got {self.threads}")
         if self.model.vocab_size < TOKENIZER.vocab_size:
             raise UserError(f"model vocab_size {self.model.vocab_size} < toy vocabulary "
                             f"{TOKENIZER.vocab_size}")
@@ -138,9 +161,110 @@ def train_regime(cfg: ToyConfig, split: Split, regime: str, directory: Path, *,
     def load(m: torch.nn.Module, d: Path) -> None:
         m.load_state_dict(GPTMini.load(d).state_dict())
 
-    result = train(cfg.train, model, batches, device=device, checkpoint_dir=directory,
-                   save_model=save, load_model=load, progress=progress)
+    with torch_threads(cfg.threads if device.type == "cpu" else None):
+        result = train(cfg.train, model, batches, device=device, checkpoint_dir=directory,
+                       save_model=save, load_model=load, progress=progress)
     return model, result
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block on ``n`` torch intra-op threads (None: leave the setting alone)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def parallel_workers(cfg: ToyConfig, n_regimes: int) -> int:
+    """Worker processes to train ``n_regimes`` regimes at once (1 = in this process)."""
+    if cfg.parallel is False or n_regimes < 2 or resolve_device(cfg.device).type != "cpu":
+        return 1
+    if cfg.parallel is None and cfg.train.steps < PARALLEL_MIN_STEPS:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(n_regimes, (cores or 1) // (cfg.threads or 1)))
+
+
+def _train_worker(cfg: ToyConfig, split: Split, regime: str, directory: Path,
+                  updates: Any) -> None:
+    """Worker-process body: train one regime (checkpointed into ``directory``); send
+    ``("progress", regime, (done, total, loss))`` per step, then ``("done", regime,
+    result)`` or ``("error", regime, exception)`` to the ``updates`` queue."""
+    def progress(done: int, total: int, loss: float) -> None:
+        updates.put(("progress", regime, (done, total, loss)))
+
+    try:
+        result = train_regime(cfg, split, regime, directory, progress=progress)[1]
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which re-raises
+        try:
+            updates.put(("error", regime, exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            updates.put(("error", regime, RuntimeError(f"{type(exc).__name__}: {exc}")))
+        return
+    updates.put(("done", regime, result))
+
+
+def train_regimes(cfg: ToyConfig, split: Split, directories: dict[str, Path], *,
+                  progress_factory: Callable[[str, int], Callable[[int, int, float], None]]
+                  | None = None) -> Iterator[tuple[str, GPTMini | None, TrainResult]]:
+    """Train every regime in ``directories`` (regime -> checkpoint directory); yield
+    ``(regime, model in eval mode, result)`` in the given order. With one worker (see
+    :func:`parallel_workers`) each regime trains here when its turn comes; otherwise all
+    train at once in spawned processes and each model is read back from its final
+    checkpoint (None when its training stopped early). A worker's error is raised here;
+    an error or signal here (Ctrl-C, SIGTERM) terminates the workers, whose last
+    checkpoints let the next run resume."""
+    bars = {r: progress_factory(f"train {d.name}", cfg.train.steps) if progress_factory
+            else None for r, d in directories.items()}
+    workers = parallel_workers(cfg, len(directories))
+    if workers == 1:
+        for r, d in directories.items():
+            yield (r, *train_regime(cfg, split, r, d, progress=bars[r]))
+        return
+    log.info("training %d regimes in %d worker processes", len(directories), workers)
+    ctx = multiprocessing.get_context("spawn")
+    updates = ctx.Queue()
+    waiting = list(directories)
+    running: dict[str, Any] = {}
+    results: dict[str, TrainResult] = {}
+    try:
+        while len(results) < len(directories):
+            while waiting and len(running) < workers:
+                r = waiting.pop(0)
+                running[r] = ctx.Process(target=_train_worker, name=f"train-{r}", daemon=True,
+                                         args=(cfg, split, r, directories[r], updates))
+                running[r].start()
+            try:
+                kind, regime, payload = updates.get(timeout=1.0)
+            except queue.Empty:
+                dead = [r for r, p in running.items() if p.exitcode is not None]
+                if dead:
+                    raise RuntimeError(f"toy training worker for {dead[0]!r} exited with code "
+                                       f"{running[dead[0]].exitcode}") from None
+                continue
+            if kind == "progress":
+                if bars[regime] is not None:
+                    bars[regime](*payload)
+            elif kind == "error":
+                raise payload
+            else:
+                results[regime] = payload
+                running.pop(regime).join()
+    finally:
+        for p in running.values():
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    device = resolve_device(cfg.device)
+    for r, d in directories.items():
+        model = None if results[r].stopped_reason else GPTMini.load(d, device=device)
+        yield r, model, results[r]
 
 
 def evaluate_regime(cfg: ToyConfig, split: Split, regime: str, model: GPTMini) -> pd.DataFrame:
@@ -197,17 +321,15 @@ def run_toy(cfg: ToyConfig, run: RunDir, *, tasks: Sequence[str] | None = None,
     for task_name in tasks or [cfg.task]:
         for size in train_sizes or [cfg.train_size]:
             cell = dataclasses.replace(cfg, task=task_name, train_size=size)
-            split = None
-            for regime in cell.regimes:
-                if (task_name, size, regime) in done:
-                    continue
-                split = split or split_for(cell)
+            todo = {r: run.path / "checkpoints" / checkpoint_name(cell, r)
+                    for r in cell.regimes if (task_name, size, r) not in done}
+            if not todo:
+                continue
+            split = split_for(cell)
+            for regime, model, result in train_regimes(cell, split, todo,
+                                                       progress_factory=progress_factory):
                 name = checkpoint_name(cell, regime)
-                bar = (progress_factory(f"train {name}", cell.train.steps) if progress_factory
-                       else None)
-                model, result = train_regime(cell, split, regime, run.path / "checkpoints" / name,
-                                             progress=bar)
-                if result.stopped_reason:
+                if result.stopped_reason or model is None:
                     raise UserError(f"training {name} stopped: {result.stopped_reason}")
                 t1 = time.perf_counter()
                 acc = evaluate_regime(cell, split, regime, model)
