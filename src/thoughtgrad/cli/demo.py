@@ -31,11 +31,12 @@ directory under OUT, then ONE offline OUT/report.html with a section per study.
 
   1 toy       direct vs CoT gpt_mini (d=128, h=4, L=4) on K-digit addition, 3000 problems,
               2000 steps each; accuracy per K = 2..8 and the error taxonomy   -> OUT/toy
-  2 spectra   a tiny random-init llama (grouped-query attention) with a tokenizer trained
-              on the data's own texts; per-sample, per-layer gradient spectra over the
-              shared gsm8k files (none / simplified / detailed CoT; correct / irrelevant
-              responses), mean loss -> OUT/spectra, summed loss (the 1/length control)
-              -> OUT/spectra-sum; the model in OUT/models
+  2 spectra   SmolLM2-135M-Instruct (Q4_1 dequantised, chat template): per-sample,
+              per-layer gradient spectra over the shared gsm8k files (none / simplified /
+              detailed CoT; correct / irrelevant responses), 8 samples per file, mean
+              loss, with the summed-loss control derived from it and the random-init
+              control measured: a grid -> OUT/spectra. --quick (or SmolLM2 not
+              installed) measures a tiny random-init llama instead (OUT/models)
   3 dynamics  fine-tune the toy CoT model on held-out problems under cot, half (half
               of the steps) and answer supervision with every probe (gradient norm and
               spikes, cosine, lambda_max, distance from init), then per-token surprisal
@@ -59,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"demo directory [default: {DEFAULT_OUT}, {QUICK_OUT} with --quick]")
     p.add_argument("--quick", action="store_true",
                    help="shrink every stage for a smoke run of a minute or two (toy 200 steps "
-                        "on 500 problems, spectra 3 samples per file, dynamics 30 steps)")
+                        "on 500 problems, spectra of a tiny random llama on 3 samples per file, "
+                        "dynamics 30 steps)")
     add_demo_options(p)
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for torch (default: torch's choice); 1 is fastest for "

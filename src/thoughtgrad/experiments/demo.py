@@ -5,11 +5,13 @@ Stages, each writing its own run directory under the demo directory ``<out>``:
 
 ==========  =======================================================================
 ``toy``     the toy CoT lab (seed 003): direct vs CoT gpt_mini on addition -> ``toy/``
-``spectra`` layer spectra (seeds 001/002) of a tiny random-init llama (grouped-query
-            attention) with a tokenizer trained on the data's own texts, over the shared
-            gsm8k files (none / simplified / detailed CoT, correct and irrelevant
-            responses) -> ``spectra/``; the length control with a summed loss (no
-            1/length factor) -> ``spectra-sum/``; the model in ``models/``
+``spectra`` layer spectra (seeds 001/002) of SmolLM2-135M-Instruct (Q4_1 dequantised,
+            chat template) over the shared gsm8k files (none / simplified / detailed
+            CoT, correct and irrelevant responses), a ``thoughtgrad grid`` of one
+            dataset -> ``spectra/`` (cells ``gsm8k``, ``gsm8k-sum``: the summed-loss
+            length control derived from it, ``gsm8k-random``: the random-init control);
+            ``--quick`` (or SmolLM2 not installed) measures a tiny random-init llama
+            with a tokenizer trained on the data's own texts instead (``models/``)
 ``dynamics``fine-tune the toy CoT checkpoint on held-out problems under each regime
             with every probe (seed 000) -> ``dynamics-<regime>/``, plus per-token
             surprisal of each fine-tuned model on problems it was not tuned on
@@ -69,13 +71,16 @@ class DemoResult:
 def stage_runs(out: Path) -> list[Path]:
     """The stage run directories present under ``out``, in stage order."""
     names = ["toy", "spectra", "spectra-sum", *(f"dynamics-{r}" for r in REGIMES), "scale"]
+    # spectra/ is a grid directory (its cells are read); spectra-sum/ is an older demo's
     return [out / n for n in names if (out / n / "manifest.json").is_file()]
 
 
 def write_demo_report(out: Path, notes: list[str], *, title: str = "thoughtgrad demo",
-                      figures: bool = True) -> tuple[Path, Any]:
+                      figures: bool = True,
+                      section_notes: dict[str, list[str]] | None = None) -> tuple[Path, Any]:
     """One offline page over every stage run (figures in ``<out>/figures``); the demo's
-    own notes (skipped stages) are listed with the comparison's."""
+    own notes (skipped stages) are listed with the comparison's, ``section_notes`` open
+    their report section (``spectra``: what the stage measured)."""
     from thoughtgrad.report import figures as figs
     from thoughtgrad.report.compare import compare_runs
     from thoughtgrad.report.html import build_html
@@ -85,6 +90,8 @@ def write_demo_report(out: Path, notes: list[str], *, title: str = "thoughtgrad 
         raise UserError(f"{out}: no stage produced a run directory; nothing to report")
     comp = compare_runs(runs)
     comp.notes[:0] = notes
+    for key, lines in (section_notes or {}).items():
+        comp.section_notes.setdefault(key, [])[:0] = lines
     fig = figs.render_all(comp, out / "figures") if figures else {}
     page = out / "report.html"
     tmp = page.with_name(".report.html.tmp")
@@ -123,6 +130,8 @@ def run_demo(cfg: DemoConfig, out: str | Path, *,
         demo.update_manifest(stages=recorded)
         if o.note and o.status != "completed":
             ctx.notes.append(f"demo stage {o.name} {o.status}: {o.note}")
+        elif o.note:  # what a completed stage measured (kept in the manifest for resumes)
+            ctx.section_notes.setdefault(o.name, []).append(o.note)
 
     with demo.recording():
         for i, name in enumerate(STAGES[:-1], start=1):
@@ -135,6 +144,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, *,
             if prev.get("status") == "completed":
                 say(f"{tag} already completed; skipped")
                 record(StageOutcome(name, "completed", [Path(p) for p in prev.get("runs", [])],
+                                    note=str(prev.get("note") or ""),
                                     seconds=float(prev.get("seconds", 0.0)),
                                     resumed_from_done=True))
                 continue
@@ -178,7 +188,7 @@ def _report_stage(ctx: StageContext, recorded: dict[str, dict[str, Any]],
     ctx.message(f"{tag} one offline page over {len(stage_runs(ctx.out))} run directories")
     t0 = time.perf_counter()
     path, comp = write_demo_report(ctx.out, ctx.notes, title=ctx.cfg.title,
-                                   figures=ctx.cfg.figures)
+                                   figures=ctx.cfg.figures, section_notes=ctx.section_notes)
     o = StageOutcome("report", "completed", [path], seconds=time.perf_counter() - t0)
     outcomes.append(o)
     recorded["report"] = {"status": "completed", "seconds": round(o.seconds, 1),
@@ -193,9 +203,11 @@ def _describe(name: str, cfg: DemoConfig) -> str:
         return (f"{' vs '.join(t.regimes)} gpt_mini on {t.task}, {t.train_size} problems, "
                 f"{t.train.steps} steps each")
     if name == "spectra":
-        return (f"tiny {s.arch} ({s.layers} layers, GQA {s.heads}/{s.kv_heads}) over "
-                f"{s.dataset} x 3 CoT levels x correct/irrelevant, {s.limit} samples per "
-                "file; mean and summed loss")
+        model = (f"tiny random-init {s.arch} ({s.layers} layers, GQA {s.heads}/{s.kv_heads})"
+                 if s.tiny else s.model)
+        controls = f"; controls {', '.join(s.controls)}" if s.controls else ""
+        return (f"{model} over {s.dataset} x 3 CoT levels x correct/irrelevant, {s.limit} "
+                f"samples per file; mean loss{controls}")
     if name == "dynamics":
         return (f"fine-tune the toy {d.base_regime} model under {', '.join(d.regimes)}, "
                 f"{d.steps} steps each with every probe, then surprisal")

@@ -20,21 +20,48 @@ RESUME_FREE: tuple[str, ...] = ("skip", "device", "figures", "title")
 
 
 # -- configuration ----------------------------------------------------------------------------
+TINY_MODEL = "tiny"
+"""``SpectraStage.model`` value for the tiny random-init llama built by the stage itself."""
+SPECTRA_MODEL = "pkg:smollm2-135m-instruct"
+"""The trained model the full demo measures (issue 11): SmolLM2-135M-Instruct, Q4_1
+dequantised, with its chat template."""
+SPECTRA_CONTROLS: tuple[str, ...] = ("sum", "random")
+"""The controls beside the mean-loss measurement: ``sum`` derived from it (no second
+measurement), ``random`` the same architecture untrained (measured)."""
+
+
 @dataclass(frozen=True)
 class SpectraStage:
-    """The spectra stage: data, the tiny llama it measures, and the samples per file.
+    """The spectra stage: the model it measures, its data, controls and samples per file.
 
-    ``data_dir`` ``None`` means ``<repo>/../shared/data`` (see
+    The stage is a ``thoughtgrad grid`` over ``dataset`` alone (six files: none /
+    simplified / detailed x correct / irrelevant) with ``controls``. ``model`` ``"tiny"``
+    builds a random-init llama of the sizes below with a byte-level BPE of ``vocab_size``
+    trained on every text of the six files (so responses are not truncated at
+    ``max_positions``); a packaged model that is not installed falls back to it with a
+    note. ``data_dir`` ``None`` means ``<repo>/../shared/data`` (see
     :func:`~thoughtgrad.experiments.demo_stages.default_data_dir`).
-    The tokenizer is a byte-level BPE of ``vocab_size`` trained on every text of the six
-    files, so responses are not truncated at ``max_positions``.
+    ``limit`` 8 is sized for the 30-minute demo on a quiet 2-core CPU: a gsm8k sample
+    with the chat template is ~255 tokens on average over the six files (88 none, ~200
+    simplified, ~480 detailed), SmolLM2's measurement ~0.013 s per token with 2 threads
+    and sdpa (about 1.3 x a plain forward+backward: 5.3 s at 500 tokens), so 6 x 8 samples
+    measured twice (trained, random init; the sum control is derived) take ~5.5 min plus
+    loading (dequantising once on a fresh clone: tens of seconds), beside ~17 min for the
+    other stages and ~2 min of set-up. A loaded machine is several times slower (load ~7:
+    ~70 s per sample).
     """
 
+    model: str = SPECTRA_MODEL
+    """model measured: a pkg: name, a model directory, or tiny (a random-init llama)"""
     dataset: str = "gsm8k"
-    limit: int = 20
+    limit: int = 8
     """records read per spectra data file"""
     data_dir: str | None = None
     """folder holding layer_gradient/"""
+    controls: tuple[str, ...] = SPECTRA_CONTROLS
+    """controls beside the mean loss: sum (derived), answer, random (measured)"""
+    attn_implementation: str = "sdpa"
+    """eager or sdpa (sdpa keeps no per-layer attention weights for the backward)"""
     arch: str = "llama"
     hidden_size: int = 64
     intermediate_size: int = 128
@@ -43,7 +70,7 @@ class SpectraStage:
     kv_heads: int = 2
     vocab_size: int = 4096
     max_positions: int = 2048
-    batch_tokens: int = 4096
+    batch_tokens: int = 2048
 
     def __post_init__(self) -> None:
         for name in ("limit", "hidden_size", "intermediate_size", "layers", "heads", "kv_heads",
@@ -53,6 +80,17 @@ class SpectraStage:
         if self.heads % self.kv_heads or self.hidden_size % self.heads:
             raise UserError(f"demo spectra: heads {self.heads} must divide hidden_size "
                             f"{self.hidden_size} and be a multiple of kv_heads {self.kv_heads}")
+        bad = [c for c in self.controls if c not in ("sum", "answer", "random")]
+        if bad:
+            raise UserError(f"demo spectra: unknown control(s) {', '.join(bad)}; choose from "
+                            "sum, answer, random")
+        if self.attn_implementation not in ("eager", "sdpa"):
+            raise UserError(f"demo spectra: attn_implementation must be eager or sdpa, got "
+                            f"{self.attn_implementation!r}")
+
+    @property
+    def tiny(self) -> bool:
+        return self.model == TINY_MODEL
 
 
 @dataclass(frozen=True)
@@ -141,14 +179,15 @@ class DemoConfig:
 
 def quick_config(base: DemoConfig | None = None) -> DemoConfig:
     """Every stage shrunk for a smoke run of a minute or two on a CPU: toy 200 steps of
-    batch 32 on 500 problems, spectra 3 samples per file, dynamics 30 steps, scale 10
-    problems per K."""
+    batch 32 on 500 problems, spectra of the tiny random-init llama on 3 samples per file
+    (summed-loss control only), dynamics 30 steps, scale 10 problems per K."""
     base = base or DemoConfig()
     train = dataclasses.replace(base.toy.train, steps=200, batch_size=32, warmup_steps=20,
                                 checkpoint_every=100)
     toy = dataclasses.replace(base.toy, train_size=500, eval_per_k=20, train=train)
     return dataclasses.replace(
-        base, toy=toy, spectra=dataclasses.replace(base.spectra, limit=3),
+        base, toy=toy, spectra=dataclasses.replace(base.spectra, model=TINY_MODEL, limit=3,
+                                    controls=("sum",)),
         dynamics=dataclasses.replace(base.dynamics, steps=30, batch_size=32, limit=96,
                                      curvature_every=15, curvature_max_iter=10,
                                      surprisal_samples=32),

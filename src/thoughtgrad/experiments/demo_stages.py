@@ -26,11 +26,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from thoughtgrad.experiments.demo_config import DemoConfig, SpectraStage
+    from thoughtgrad.experiments.grid import GridConfig
 
 log = logging.getLogger(__name__)
 
-COT_FILES: tuple[str, ...] = ("no_cot", "with_cot", "with_cot_gpt4o")
-KIND_FOLDERS: tuple[str, ...] = ("cot_500", "cot_500_wrong_answer_shuffle")
 
 Progress = Callable[[int, int, float], None]
 ProgressFactory = Callable[[str, int], Progress]
@@ -44,13 +43,36 @@ def default_data_dir() -> Path:
     return Path(thoughtgrad.__file__).resolve().parents[2].parent / "shared" / "data"
 
 
+def spectra_root(cfg: SpectraStage) -> Path:
+    """The folder laid out like the shared ``layer_gradient`` data."""
+    return (Path(cfg.data_dir) if cfg.data_dir else default_data_dir()) / "layer_gradient"
+
+
 def spectra_files(cfg: SpectraStage) -> tuple[list[Path], list[Path]]:
-    """The six data files (correct then irrelevant, none/simplified/detailed) and the
-    ones that are missing."""
-    root = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
-    files = [root / "layer_gradient" / folder / f"{cfg.dataset}_train_{suffix}.json"
-             for folder in KIND_FOLDERS for suffix in COT_FILES]
+    """The six data files (correct then irrelevant, none/simplified/detailed; the grid's
+    layout) and the ones that are missing."""
+    from thoughtgrad.experiments.grid import COT_SUFFIXES, REASONING_FOLDERS
+
+    root = spectra_root(cfg)
+    files = [root / folder / f"{cfg.dataset}_train{suffix}.json"
+             for folder in REASONING_FOLDERS for suffix in COT_SUFFIXES]
     return files, [f for f in files if not f.is_file()]
+
+
+def spectra_model(cfg: SpectraStage) -> tuple[str, str]:
+    """``(model, note)``: the model the stage measures - ``cfg.model``, or
+    :data:`~thoughtgrad.experiments.demo_config.TINY_MODEL` when that is a packaged model
+    whose package is not installed (the note says which ``pip install`` brings it)."""
+    from thoughtgrad.experiments.demo_config import TINY_MODEL
+    from thoughtgrad.models import packaged
+
+    if cfg.tiny or not packaged.is_packaged(cfg.model):
+        return cfg.model, ""
+    pm = packaged.lookup(cfg.model)
+    if packaged.installed(pm):
+        return cfg.model, ""
+    return TINY_MODEL, (f"{pm.display_name} is not installed, so the spectra stage measured "
+                        f"the tiny random-init llama instead; `{pm.pip}` brings it")
 
 
 # -- outcomes and context ---------------------------------------------------------------------
@@ -71,13 +93,15 @@ class StageOutcome:
 @dataclass
 class StageContext:
     """What every stage reads: the demo's settings and directory, the line printer, the
-    progress-bar factory, and the notes the stages add to the report."""
+    progress-bar factory, the notes the stages add to the report, and the notes opening a
+    report section (by section: ``spectra``)."""
 
     cfg: DemoConfig
     out: Path
     message: Callable[[str], None]
     progress_factory: ProgressFactory | None
     notes: list[str] = field(default_factory=list)
+    section_notes: dict[str, list[str]] = field(default_factory=dict)
 
     def toy_checkpoint(self, regime: str) -> Path:
         return self.out / "toy" / "checkpoints" / checkpoint_name(self.cfg.toy, regime)
@@ -151,10 +175,49 @@ class _Counter:
             self.bar(self.done, self.total, float("nan"))
 
 
+def spectra_grid_config(cfg: DemoConfig, model: str, *, tiny: bool = False) -> GridConfig:
+    """The grid the spectra stage runs on ``model``: ``cfg.spectra.dataset`` alone (six
+    files) with its controls (a ``tiny`` model gets no random-init control: it is untrained
+    already)."""
+    from thoughtgrad.experiments.grid import GridConfig
+
+    sc = cfg.spectra
+    controls = tuple(c for c in sc.controls if not (tiny and c == "random"))
+    return GridConfig(model=model, data_root=str(spectra_root(sc)), datasets=(sc.dataset,),
+                      controls=controls, control_datasets=(sc.dataset,), limit=sc.limit,
+                      batch_tokens=sc.batch_tokens, attn_implementation=sc.attn_implementation,
+                      device=cfg.device, seed=cfg.toy.seed)
+
+
+def spectra_note(grid: GridConfig, model: str, decision: Any) -> str:
+    """What the spectra stage measured, in words for the report."""
+    from thoughtgrad.experiments.demo_config import TINY_MODEL
+    from thoughtgrad.models import packaged
+
+    if model == TINY_MODEL:
+        what = "a tiny random-init llama with a tokenizer trained on the data's texts"
+    elif packaged.is_packaged(model):
+        what = f"{packaged.lookup(model).display_name}, a trained model"
+    else:
+        what = model
+    enc = "its chat template" if decision.chat_template else "plain text"
+    controls = [{"sum": "the summed loss (derived from the mean-loss run: n_tokens x each "
+                        "singular value, no second measurement)",
+                 "random": "the same architecture at random init (measured)",
+                 "answer": "the answer-only loss span (measured)"}[c] for c in grid.controls]
+    return (f"spectra: {what}, encoded with {enc}, on {grid.limit} samples per file of "
+            f"{grid.datasets[0]} (6 files: none / simplified / detailed CoT x correct / "
+            f"irrelevant; the same sample ids in each), the paper's mean loss"
+            + (f"; controls: {'; '.join(controls)}" if controls else "")
+            + f". {grid.limit} samples per file are a demo's sample, not a study: "
+            "`thoughtgrad grid` measures more.")
+
+
 def stage_spectra(ctx: StageContext) -> StageOutcome:
-    """Spectra with the paper's mean loss, then the summed-loss length control."""
-    from thoughtgrad.experiments.spectra_config import SpectraConfig
-    from thoughtgrad.experiments.spectra_run import check_resume, run_spectra
+    """A one-dataset grid (``thoughtgrad grid``) into ``<out>/spectra``: the paper's mean
+    loss, the derived summed-loss control and the random-init control."""
+    from thoughtgrad.experiments.demo_config import TINY_MODEL
+    from thoughtgrad.experiments.grid import Grid
 
     sc = ctx.cfg.spectra
     files, missing = spectra_files(sc)
@@ -163,25 +226,32 @@ def stage_spectra(ctx: StageContext) -> StageOutcome:
             f"shared data not found ({missing[0]}"
             f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}); give "
             "--data-dir DIR holding layer_gradient/ to measure the layer spectra"))
-    model_dir = build_spectra_model(sc, files, ctx.out / "models" / f"tiny-{sc.arch}",
-                                    ctx.cfg.toy.seed)
-    runs = []
-    for reduction, name in (("mean", "spectra"), ("sum", "spectra-sum")):
-        cfg = SpectraConfig(model=str(model_dir), data=tuple(str(f) for f in files),
-                            limit=sc.limit, device=ctx.cfg.device, loss_reduction=reduction,
-                            batch_tokens=sc.batch_tokens, seed=ctx.cfg.toy.seed)
-        path = ctx.out / name
-        check_resume(cfg, RunDir(path))
-        run = _run_dir(path, f"spectra --loss-reduction {reduction}", cfg, cfg.seed)
-        counter = _Counter(ctx, f"measure {name}")
-        t0 = time.perf_counter()
-        summary = run_spectra(cfg, run, progress=counter.advance, on_total=counter.start)
-        run.set_status("completed", seconds=round(time.perf_counter() - t0, 1))
-        if summary.failed:
-            ctx.notes.append(f"{name}: {summary.failed} sample(s) could not be measured "
+    model, fallback = spectra_model(sc)
+    if fallback:
+        ctx.message(f"  note: {fallback}")
+    measured = model
+    if model == TINY_MODEL:
+        measured = str(build_spectra_model(sc, files, ctx.out / "models" / f"tiny-{sc.arch}",
+                                           ctx.cfg.toy.seed))
+    gcfg = spectra_grid_config(ctx.cfg, measured, tiny=model == TINY_MODEL)
+    grid = Grid(gcfg, ctx.out / "spectra")
+    counters: dict[str, _Counter] = {}
+
+    def samples(cell: Any) -> tuple[Callable[[int], None], Callable[[int], None]]:
+        counters[cell.name] = c = _Counter(ctx, f"measure {cell.name}")
+        return c.start, c.advance
+
+    results = grid.run_all(samples=samples)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise UserError("spectra: " + "; ".join(f"{r.name}: {r.error}" for r in failed))
+    for r in results:
+        if r.failed:
+            ctx.notes.append(f"spectra {r.name}: {r.failed} sample(s) could not be measured "
                              "(see spectra_failed)")
-        runs.append(run.path)
-    return StageOutcome("spectra", "completed", runs)
+    note = spectra_note(gcfg, model, grid.decision)
+    return StageOutcome("spectra", "completed", [grid.path],
+                        note=f"{fallback}. {note}" if fallback else note)
 
 
 def stage_dynamics(ctx: StageContext) -> StageOutcome:

@@ -109,8 +109,15 @@ def file_examples(path: str | Path, tokenizer: Any, regime: str, *, seed: int,
             continue
         out.append(Example(r.sample_id, full, ans))
     if not out:
+        hint = ""
+        if max_length is not None and failed and "max_length" in failed[0]["reason"]:
+            need = [len(encode(tokenizer, r.prompt, regime_response(
+                r.output, regime, seed=seed, sample_id=r.sample_id, prompt=r.prompt),
+                dataclasses.replace(full_cfg, max_length=None))) for r in records]
+            hint = (f"; with their answers these {len(need)} samples take {min(need)}-"
+                    f"{max(need)} tokens: raise --max-length to at least {min(need)}")
         raise UserError(f"{path}: no sample could be encoded (first reason: "
-                        f"{failed[0]['reason'] if failed else 'none'})")
+                        f"{failed[0]['reason'] if failed else 'none'}){hint}")
     return out, failed
 
 

@@ -143,6 +143,11 @@ class GridConfig:
                             f"{', '.join(ATTN_IMPLEMENTATIONS)}")
 
 
+SampleProgress = Callable[["Cell"], tuple[Callable[[int], None] | None,
+                                          Callable[[int], None] | None]]
+"""``cell -> (on_total, progress)``: sample-count callbacks for one measured cell."""
+
+
 @dataclass(frozen=True)
 class Cell:
     """One spectra run of the grid: a dataset's files under one control."""
@@ -380,7 +385,9 @@ class Grid:
         self._write_cells()
 
     # -- one cell -----------------------------------------------------------------------
-    def run_cell(self, cell: Cell) -> CellResult:
+    def run_cell(self, cell: Cell, samples: SampleProgress | None = None) -> CellResult:
+        """Measure (or derive) one cell; ``samples(cell)`` gives ``(on_total, progress)``
+        callbacks handed to :func:`~thoughtgrad.experiments.spectra_run.run_spectra`."""
         if cell.derived:
             return self._derive(cell)
         from thoughtgrad.experiments.spectra_run import run_spectra
@@ -399,8 +406,9 @@ class Grid:
                             model_kind=self.decision.kind)
         self._mark(cell, "running")
         start = time.perf_counter()
+        on_total, advance = samples(cell) if samples is not None else (None, None)
         try:
-            summary = run_spectra(scfg, run)
+            summary = run_spectra(scfg, run, progress=advance, on_total=on_total)
         except KeyboardInterrupt:
             run.set_status("interrupted")
             self._mark(cell, "interrupted")
@@ -454,9 +462,10 @@ class Grid:
 
     # -- the whole grid -----------------------------------------------------------------
     def run_all(self, progress: Callable[[int, int, Cell, CellResult | None], None] | None
-                = None) -> list[CellResult]:
+                = None, samples: SampleProgress | None = None) -> list[CellResult]:
         """Run every cell in order; ``progress(i, n, cell, None)`` before and
-        ``progress(i, n, cell, result)`` after each. A failing cell is recorded and the
+        ``progress(i, n, cell, result)`` after each, ``samples`` per measured cell (see
+        :meth:`run_cell`). A failing cell is recorded and the
         others still run; Ctrl-C / SIGTERM marks the grid interrupted and re-raises."""
         results = []
         total = len(self.cells)
@@ -464,7 +473,7 @@ class Grid:
             for i, cell in enumerate(self.cells, start=1):
                 if progress is not None:
                     progress(i, total, cell, None)
-                res = self.run_cell(cell)
+                res = self.run_cell(cell, samples)
                 results.append(res)
                 if progress is not None:
                     progress(i, total, cell, res)

@@ -95,6 +95,8 @@ class Comparison:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)  # condition columns of the spectra
     notes: list[str] = field(default_factory=list)
+    section_notes: dict[str, list[str]] = field(default_factory=dict)
+    """Lines opening a report section, by section id (``spectra``: what was measured)."""
 
 
 # -- spectra ----------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ def _spectra_section(comp: Comparison, fig: dict[str, list[Path]]) -> str:
            "<p>Per condition, role and layer: the mean across samples with its 95% bootstrap "
            "interval (shaded). Curves for every metric are in <code>spectra_curves.csv</code>."
            "</p>"]
+    out += [f"<p class=\"note\">{_e(n)}</p>" for n in comp.section_notes.get("spectra", [])]
     out += [_figure(p) for p in fig.get("spectra", [])]
     mad = t["spectra_mad"]
     out.append(_table("MAD between adjacent layers (all / early / middle / late thirds)", mad))
