@@ -33,3 +33,16 @@ def tiny_tokenizer():
     from thoughtgrad.models.tiny import build_tokenizer
 
     return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def toy_base(tmp_path_factory):
+    """A tiny untrained gpt_mini checkpoint on the toy tokenizer (d=16, one layer, two
+    heads): the model of the train / hessian / kill-and-resume tests."""
+    from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
+    from thoughtgrad.tasks.toy import TOKENIZER
+
+    d = tmp_path_factory.mktemp("toybase")
+    GPTMini(GPTMiniConfig(vocab_size=TOKENIZER.vocab_size, d_model=16, n_layer=1, n_head=2,
+                          block_size=64, mlp_ratio=2)).save(d)
+    return d

@@ -13,19 +13,12 @@ import torch
 from thoughtgrad.cli import main
 from thoughtgrad.dynamics.attention import math_attention
 from thoughtgrad.dynamics.hessian import top_eigenvalues
-from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
+from thoughtgrad.models.gpt_mini import GPTMini
 from thoughtgrad.tasks.toy import TOKENIZER
 
 GSM8K = Path(__file__).resolve().parents[2] / \
     "../shared/data/layer_gradient/cot_500/gsm8k_train_with_cot_gpt4o.json"
 
-
-@pytest.fixture(scope="module")
-def toy_base(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("base")
-    GPTMini(GPTMiniConfig(vocab_size=TOKENIZER.vocab_size, d_model=16, n_layer=1, n_head=2,
-                          block_size=64, mlp_ratio=2)).save(d)
-    return d
 
 
 def toy_train(base: Path, out: Path, regime: str, steps: int, *extra: str) -> int:

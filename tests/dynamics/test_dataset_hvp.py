@@ -22,18 +22,11 @@ from thoughtgrad.dynamics.dataset_hvp import dataset_hvp_operator
 from thoughtgrad.dynamics.hessian import hvp_operator
 from thoughtgrad.dynamics.probes import default_loss
 from thoughtgrad.experiments.dynamics_data import probe_batches, toy_examples
-from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
+from thoughtgrad.models.gpt_mini import GPTMini
 from thoughtgrad.tasks.toy import TOKENIZER
 
 N_SAMPLES, BATCH = 7, 2  # batches of 2, 2, 2, 1 samples: uneven token counts
 
-
-@pytest.fixture(scope="module")
-def toy_base(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("base")
-    GPTMini(GPTMiniConfig(vocab_size=TOKENIZER.vocab_size, d_model=16, n_layer=1, n_head=2,
-                          block_size=64, mlp_ratio=2)).save(d)
-    return d
 
 
 def _setup(base: Path) -> tuple[GPTMini, list, list[torch.Tensor]]:

@@ -107,16 +107,6 @@ def test_spectra_killed_and_resumed_equals_uninterrupted(seed: int, tmp_path: Pa
     _assert_same_tables(ref, out)
 
 
-@pytest.fixture(scope="module")
-def toy_base(tmp_path_factory) -> Path:
-    from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
-    from thoughtgrad.tasks.toy import TOKENIZER
-
-    d = tmp_path_factory.mktemp("toybase")
-    GPTMini(GPTMiniConfig(vocab_size=TOKENIZER.vocab_size, d_model=16, n_layer=1, n_head=2,
-                          block_size=64, mlp_ratio=2)).save(d)
-    return d
-
 
 def _train(base: Path, out: Path) -> list[object]:
     return ["train", "--model", base, "--data", "toy:addition", "--regime", "cot",

@@ -12,8 +12,6 @@ name a figure or table shows says "Q4_1 dequantised" (or the file's own type).
 from __future__ import annotations
 
 import copy
-import functools
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +25,7 @@ import torch
 
 from thoughtgrad.errors import UserError
 from thoughtgrad.models import cache
+from thoughtgrad.runs.store import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +68,9 @@ class GGUFInfo:
 
 
 def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file; a file unchanged in size and mtime is hashed once per process."""
-    st = path.stat()
-    return _sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of a file, hashed once per process while its size and mtime stay
+    (:func:`thoughtgrad.runs.store.file_sha256`, shared with the data-file hashes)."""
+    return file_sha256(path)
 
 
 def check_magic(path: Path) -> None:
