@@ -14,7 +14,7 @@ import sys
 import time
 
 from thoughtgrad.cli.common import HelpFormatter, add_out_option, positive_int
-from thoughtgrad.cli.options import add_config_options, add_set_option, field_docs, from_args
+from thoughtgrad.cli.options import add_config_options, add_set_option, from_args
 
 DESCRIPTION = """\
 Measure the paper's grid on one model, one `thoughtgrad spectra` run directory per cell
@@ -44,11 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out_option(p, what="grid directory; re-running the same command resumes it",
                    required=True)
     base = GridConfig(model="")
-    add_config_options(p, base, skip=("chat_template",), required=("model",),
+    add_config_options(p, base, required=("model",),
                        types_={"limit": positive_int, "max_length": positive_int,
                                "batch_tokens": positive_int})
-    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction,
-                   default=argparse.SUPPRESS, help=field_docs(GridConfig)["chat_template"])
     add_set_option(p)
     p.set_defaults(func=run)
 

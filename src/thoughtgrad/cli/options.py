@@ -98,7 +98,8 @@ def add_config_options(
     ``choices`` the allowed values, ``required`` makes it required, ``repeat`` makes a
     tuple field repeatable (``--data A --data B``), ``metavars`` names the value and
     ``defaults`` replaces the shown default (when it depends on the input). A ``bool``
-    field that defaults to true becomes ``--no-<name>``.
+    field that defaults to true becomes ``--no-<name>``; a ``bool | None`` field that defaults
+    to None (decided later) takes both ``--<name>`` and ``--no-<name>``.
     """
     cls = type(config)
     hints = typing.get_type_hints(cls)
@@ -115,7 +116,9 @@ def add_config_options(
         kwargs: dict[str, Any] = {"dest": prefix + name, "default": argparse.SUPPRESS}
         kind, _ = _field_type(hints[name])
         if kind is bool:
-            if value:
+            if value is None:  # unset means "decided later": --name / --no-name
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif value:
                 flag = flags.get(name, "--no-" + name.replace("_", "-"))
                 kwargs["action"], doc = "store_false", f"turn off (on by default): {doc}"
             else:
