@@ -23,6 +23,7 @@ from thoughtgrad.runs.store import RunDir
 from thoughtgrad.train.sft import TrainConfig
 
 TINY = ToyConfig(train_size=200, train_ks=(2, 3), eval_ks=(2, 3), eval_per_k=10, device="cpu",
+                 threads=1, parallel=None,
                  model=GPTMiniConfig(vocab_size=21, d_model=32, n_layer=2, n_head=4),
                  train=TrainConfig(steps=12, batch_size=8, warmup_steps=2, checkpoint_every=5))
 

@@ -9,10 +9,12 @@ failure depth or memorisation?" is settled by measurement.
 
 Speed (issue 12, measured by ``benchmarks/toy_train.py``): d=128 kernels are too small
 for two threads to share one step (each of thousands of kernels per step ends in a
-barrier; on a busy machine the second thread is often descheduled), so each model trains
-on ``threads`` torch threads (1 by default) and, on a CPU, the regimes of a cell train at
-once in worker processes, one per core. The loop, optimiser, batches and seeds are the
-same either way; only floating-point summation order inside kernels may differ.
+barrier; on a busy machine the second thread is often descheduled), so a model can train
+on ``threads`` torch threads and, on a CPU, the regimes of a cell can train at once in
+worker processes, one per core (``parallel``). On a quiet 2-core machine neither pays
+(one model on two threads ran 1.6x one thread; sequential 1.35x parallel), so both are
+off by default. The loop, optimiser, batches and seeds are the same either way; only
+floating-point summation order inside kernels may differ.
 """
 
 from __future__ import annotations
@@ -88,12 +90,15 @@ class ToyConfig:
     model: GPTMiniConfig = field(
         default_factory=lambda: GPTMiniConfig(vocab_size=TOKENIZER.vocab_size))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(checkpoint_every=500))
-    threads: int | None = 1
-    """torch threads while a model trains on a CPU (None = torch's default)"""
-    parallel: bool | None = None
+    threads: int | None = None
+    """torch threads while a model trains on a CPU (None = torch's default: all cores;
+    1 pays on a busy machine, where a second thread is often descheduled)"""
+    parallel: bool | None = False
     """train a cell's regimes at once, one worker process each (CPU only); None = when
     there are at least two cores and the run is long enough to repay starting workers
-    (``PARALLEL_MIN_STEPS``)"""
+    (``PARALLEL_MIN_STEPS``). Off by default: on a quiet 2-core machine one model on both
+    cores beats two models on one core each (benchmarks/toy_train.py, part 2); with
+    ``threads=1`` it pays when the machine is shared"""
 
     def __post_init__(self) -> None:
         get_task(self.task)
