@@ -76,6 +76,18 @@ def _kill_then_resume(argv: list[object], out: Path, started: Callable[[Path], b
     return landed
 
 
+def _reference_then_killed(command: Callable[[Path], list[object]], tmp_path: Path,
+                           started: Callable[[Path], bool], seed: int) -> tuple[Path, Path]:
+    """Run ``command(out)`` once uninterrupted into ``ref`` and once killed-then-resumed
+    into ``killed``; the tables of both are compared to be equal."""
+    ref, out = tmp_path / "ref", tmp_path / "killed"
+    res = run_cli_subprocess(command(ref))
+    assert res.returncode == 0, res.stderr
+    _kill_then_resume(command(out), out, started, seed)
+    _assert_same_tables(ref, out)
+    return ref, out
+
+
 def _any_part(out: Path) -> bool:
     return any(out.glob("*.parquet/part-*.parquet"))
 
@@ -100,11 +112,8 @@ def spectra_data(tmp_path_factory) -> Path:
 def test_spectra_killed_and_resumed_equals_uninterrupted(seed: int, tmp_path: Path,
                                                          llama_dir: Path,
                                                          spectra_data: Path) -> None:
-    ref = tmp_path / "ref"
-    assert run_cli_subprocess(_spectra(llama_dir, spectra_data, ref)).returncode == 0
-    out = tmp_path / "killed"
-    _kill_then_resume(_spectra(llama_dir, spectra_data, out), out, _any_part, seed)
-    _assert_same_tables(ref, out)
+    _reference_then_killed(lambda o: _spectra(llama_dir, spectra_data, o), tmp_path,
+                           _any_part, seed)
 
 
 
@@ -118,11 +127,7 @@ def _train(base: Path, out: Path) -> list[object]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_train_killed_and_resumed_equals_uninterrupted(seed: int, tmp_path: Path,
                                                        toy_base: Path) -> None:
-    ref = tmp_path / "ref"
-    assert run_cli_subprocess(_train(toy_base, ref)).returncode == 0
-    out = tmp_path / "killed"
-    _kill_then_resume(_train(toy_base, out), out, _any_part, seed)
-    _assert_same_tables(ref, out)
+    _reference_then_killed(lambda o: _train(toy_base, o), tmp_path, _any_part, seed)
 
 
 def _toy_train(out: Path) -> list[object]:
@@ -134,12 +139,8 @@ def _toy_train(out: Path) -> list[object]:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_toy_train_killed_and_resumed_equals_uninterrupted(seed: int, tmp_path: Path) -> None:
-    ref = tmp_path / "ref"
-    res = run_cli_subprocess(_toy_train(ref))
-    assert res.returncode == 0, res.stderr
-    out = tmp_path / "killed"
-    _kill_then_resume(_toy_train(out), out, lambda o: (o / "checkpoints").exists(), seed)
-    _assert_same_tables(ref, out)
+    ref, out = _reference_then_killed(_toy_train, tmp_path,
+                                      lambda o: (o / "checkpoints").exists(), seed)
     a = sorted((ref / "checkpoints").rglob("*.safetensors"))
     b = sorted((out / "checkpoints").rglob("*.safetensors"))
     assert [p.relative_to(ref) for p in a] == [p.relative_to(out) for p in b]
@@ -162,9 +163,5 @@ def _surprisal(model: Path, data: Path, out: Path) -> list[object]:
 def test_surprisal_killed_and_rerun_equals_uninterrupted(seed: int, tmp_path: Path,
                                                          llama_dir: Path,
                                                          spectra_data: Path) -> None:
-    ref = tmp_path / "ref"
-    assert run_cli_subprocess(_surprisal(llama_dir, spectra_data, ref)).returncode == 0
-    out = tmp_path / "killed"
-    _kill_then_resume(_surprisal(llama_dir, spectra_data, out), out,
-                      lambda o: (o / "manifest.json").exists(), seed)
-    _assert_same_tables(ref, out)
+    _reference_then_killed(lambda o: _surprisal(llama_dir, spectra_data, o), tmp_path,
+                           lambda o: (o / "manifest.json").exists(), seed)
