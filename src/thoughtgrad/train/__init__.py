@@ -1,2 +1,2 @@
 # SPDX-License-Identifier: MIT
-"""The one supervised fine-tuning loop every regime shares, and its callbacks."""
+"""The one supervised fine-tuning loop every regime shares, its callbacks and its checkpoint."""

@@ -15,7 +15,6 @@ function of the step number).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -36,11 +35,9 @@ from thoughtgrad.tasks.tokens import (
     right_padded_lengths,
     token_cross_entropy,
 )
+from thoughtgrad.train.checkpoint import STATE_FILE, load_state, save_state
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "trainer_state.pt"
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -256,42 +253,6 @@ def _fused_ok(model: nn.Module) -> bool | None:
     return True if ok and ps else None
 
 
-def _save_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int,
-                losses: list[float], save_model: Callable[[nn.Module, Path], None] | None,
-                seconds: float, callbacks: Sequence[Any] = ()) -> None:
-    """Model, optimizer, step, losses, RNG and each callback's ``state_dict()`` (those
-    that have one: a probe's previous gradient), written so a kill leaves the old state."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{STATE_FILE}.tmp"
-    kept = [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks]
-    torch.save({"step": step, "optimizer": opt.state_dict(),
-                "model": None if save_model else model.state_dict(),
-                "losses": losses, "rng": torch.get_rng_state(), "seconds": seconds,
-                "callbacks": kept}, tmp)
-    if save_model is not None:
-        save_model(model, directory)
-    tmp.replace(directory / STATE_FILE)
-    (directory / "trainer_state.json").write_text(json.dumps({"step": step}) + "\n")
-
-
-def _load_state(directory: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                load_model: Callable[[nn.Module, Path], None] | None
-                ) -> tuple[int, list[float], float, list[Any]]:
-    path = directory / STATE_FILE
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a corrupt checkpoint
-        raise UserError(f"checkpoint {path}: cannot be read ({exc})") from None
-    if load_model is not None:
-        load_model(model, directory)
-    else:
-        model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    return (int(state["step"]), list(state["losses"]), float(state.get("seconds", 0.0)),
-            list(state.get("callbacks") or []))
-
-
 def weights_finite(params: Sequence[Tensor]) -> bool:
     """Whether every parameter value is finite (checked before a checkpoint is written)."""
     return all(bool(torch.isfinite(p.detach()).all()) for p in params)
@@ -320,7 +281,7 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
     start, losses, before, kept = 0, [], 0.0, []
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None and (ckpt / STATE_FILE).exists():
-        start, losses, before, kept = _load_state(ckpt, model, opt, load_model)
+        start, losses, before, kept = load_state(ckpt, model, opt, load_model)
         log.info("resumed from %s at step %d", ckpt, start)
     compute = loss_fn or (lambda m, b: lm_loss(logits_of(m, b), b.labels))
     state = TrainState(step=start, model=model, params=params)
@@ -369,14 +330,14 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
             if not weights_finite(params):
                 stopped = f"weights became non-finite by step {step + 1}"
                 break
-            _save_state(ckpt, model, opt, step + 1, losses, save_model,
+            save_state(ckpt, model, opt, step + 1, losses, save_model,
                         before + time.perf_counter() - t0, callbacks)
     else:
         step = cfg.steps
     if stopped is None and not weights_finite(params):
         stopped = f"weights became non-finite by step {step}"
     if ckpt is not None and stopped is None:
-        _save_state(ckpt, model, opt, cfg.steps, losses, save_model,
+        save_state(ckpt, model, opt, cfg.steps, losses, save_model,
                     before + time.perf_counter() - t0, callbacks)
     _call(callbacks, "on_train_end", state)
     model.eval()
