@@ -1,14 +1,19 @@
 # SPDX-License-Identifier: MIT
 """Launching real multi-process jobs from a test: ``python -m torch.distributed.run``
-(torchrun) with the gloo backend on the CPU, one thread per rank (imported by name)."""
+(torchrun) with the gloo backend on the CPU, one thread per rank, and killing one rank of
+a running job (imported by name)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,17 +26,20 @@ def env() -> dict[str, str]:
             "CUDA_VISIBLE_DEVICES": ""}
 
 
-def torchrun_argv(nproc: int, argv: Sequence[object]) -> list[str]:
-    """``torchrun --standalone --nproc_per_node N -m thoughtgrad ARGV`` (a free port)."""
+def torchrun_argv(nproc: int, argv: Sequence[object], *, script: Path | None = None
+                  ) -> list[str]:
+    """``torchrun --standalone --nproc_per_node N -m thoughtgrad ARGV`` (a free port), or
+    ``... SCRIPT ARGV`` with a ``script``."""
+    target = [str(script)] if script is not None else ["-m", "thoughtgrad"]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", "-m", "thoughtgrad", *map(str, argv)]
+            f"--nproc_per_node={nproc}", *target, *map(str, argv)]
 
 
-def torchrun(nproc: int, argv: Sequence[object], *, timeout: float = 300
-             ) -> subprocess.CompletedProcess:
-    """Run ``thoughtgrad ARGV`` on ``nproc`` ranks to the end."""
-    return subprocess.run(torchrun_argv(nproc, argv), capture_output=True, text=True,
-                          timeout=timeout, env=env())
+def torchrun(nproc: int, argv: Sequence[object], *, timeout: float = 300,
+             script: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``thoughtgrad ARGV`` (or ``script ARGV``) on ``nproc`` ranks to the end."""
+    return subprocess.run(torchrun_argv(nproc, argv, script=script), capture_output=True,
+                          text=True, timeout=timeout, env=env())
 
 
 def one_process(argv: Sequence[object], *, timeout: float = 300
@@ -39,3 +47,38 @@ def one_process(argv: Sequence[object], *, timeout: float = 300
     """Run ``python -m thoughtgrad ARGV`` alone (no launcher)."""
     return subprocess.run([sys.executable, "-m", "thoughtgrad", *map(str, argv)],
                           capture_output=True, text=True, timeout=timeout, env=env())
+
+
+def kill_rank(job: subprocess.Popen, rank: int, ready: Callable[[], bool], *,
+              timeout: float = 120) -> None:
+    """SIGKILL the worker of ``rank`` of a running torchrun ``job`` as soon as ``ready()``
+    (polled every 10 ms) is true; fails when the job ends or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and job.poll() is None:
+        if ready():
+            for child in psutil.Process(job.pid).children(recursive=True):
+                try:
+                    if child.environ().get("RANK") == str(rank):
+                        child.send_signal(signal.SIGKILL)
+                        return
+                except psutil.NoSuchProcess:
+                    continue
+        time.sleep(0.01)
+    raise AssertionError(f"rank {rank} was never killed: not ready before the job ended "
+                         f"(exit {job.poll()}) or {timeout} s passed")
+
+
+def killed_run(nproc: int, argv: Sequence[object], rank: int, ready: Callable[[], bool], *,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``thoughtgrad ARGV`` on ``nproc`` ranks, SIGKILL ``rank`` once ``ready()``
+    (:func:`kill_rank`), and wait for the job to end; its output and exit code."""
+    job = subprocess.Popen(torchrun_argv(nproc, argv), env=env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        kill_rank(job, rank, ready, timeout=timeout)
+        out, err = job.communicate(timeout=timeout)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+    return subprocess.CompletedProcess(job.args, job.returncode, out, err)

@@ -12,16 +12,12 @@ rounding noise of the QR cores by the metric's own definition) is compared to th
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
-from launch_fixtures import env, torchrun, torchrun_argv
+from launch_fixtures import killed_run, torchrun
 
 from thoughtgrad.distributed import owner
 from thoughtgrad.experiments.spectra_config import SpectraConfig
@@ -119,37 +115,15 @@ def test_two_ranks_equal_one_process(tmp_path, model_dir, data, reference) -> No
     assert f"/{2 * N} samples" in res.stderr
 
 
-def _kill_rank(job: subprocess.Popen, rank: int, out: Path, timeout: float = 120) -> None:
-    """SIGKILL the worker of ``rank`` as soon as it committed its first spectra shard."""
-    deadline = time.monotonic() + timeout
-    table = out / "spectra.parquet"
-    while time.monotonic() < deadline and job.poll() is None:
-        if table.is_dir() and any(table.glob(f"part-*-r{rank:03d}.parquet")):
-            for child in psutil.Process(job.pid).children(recursive=True):
-                try:
-                    if child.environ().get("RANK") == str(rank):
-                        child.send_signal(signal.SIGKILL)
-                        return
-                except psutil.NoSuchProcess:
-                    continue
-        time.sleep(0.01)
-    raise AssertionError(f"rank {rank} never wrote a shard (job exit {job.poll()})")
-
-
 def test_killed_rank_then_one_process_completes(tmp_path, model_dir, data, reference) -> None:
     from launch_fixtures import one_process
 
     out = tmp_path / "killed"
     argv = _argv(model_dir, data, out)
-    job = subprocess.Popen(torchrun_argv(2, argv), env=env(), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        _kill_rank(job, 1, out)
-        _, err = job.communicate(timeout=120)
-    finally:
-        if job.poll() is None:
-            job.kill()
-    assert job.returncode != 0, "the job finished although a rank was killed"
+    table = out / "spectra.parquet"
+    killed = killed_run(2, argv, 1, lambda: table.is_dir() and any(  # its first shard
+        table.glob("part-*-r001.parquet")))
+    assert killed.returncode != 0, "the job finished although a rank was killed"
     partial = pd.read_parquet(out / "spectra_samples.parquet")
     assert 0 < len(partial) < 2 * N, f"{len(partial)} samples: the kill was not mid-run"
     res = one_process(argv)
