@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The shared SFT loop: masking by gradients, learning, resuming, non-finite handling."""
+"""The shared SFT loop: masking by gradients, learning, resuming, non-finite handling, and
+the split of a global batch among ranks."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from thoughtgrad.distributed import World
 from thoughtgrad.experiments.toy import ToyConfig, evaluate_regime, split_for, train_regime
 from thoughtgrad.models.gpt_mini import GPTMini, GPTMiniConfig
 from thoughtgrad.tasks.tokens import IGNORE_INDEX, collate
 from thoughtgrad.tasks.toy import encode_example
-from thoughtgrad.train.sft import Batch, TrainConfig, lm_loss, logits_of, train
+from thoughtgrad.train.sft import Batch, TrainConfig, lm_loss, logits_of, rank_share, train
 
 SMALL = GPTMiniConfig(vocab_size=21, d_model=32, n_layer=2, n_head=4, block_size=32)
 
@@ -169,3 +173,38 @@ def test_lm_loss_keeps_float64() -> None:
     labels = torch.randint(0, 7, (2, 5))
     assert lm_loss(logits, labels).dtype == torch.float64
     assert lm_loss(logits.to(torch.bfloat16), labels).dtype == torch.float32
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(2, 9), min_size=1, max_size=7), size=st.integers(1, 4),
+       seed=st.integers(0, 999))
+def test_rank_shares_give_the_global_gradient(lengths: list[int], size: int, seed: int) -> None:
+    """Sharding a right-padded batch among ``size`` ranks partitions its rows and tokens,
+    and the ranks' rescaled losses, averaged as DistributedDataParallel averages gradients,
+    have the gradient of the one mean over the whole batch (oracle: one backward)."""
+    g = torch.Generator().manual_seed(seed)
+    samples = []
+    for n in lengths:
+        ids = torch.randint(1, 21, (n,), generator=g).tolist()
+        cut = int(torch.randint(0, n, (1,), generator=g))
+        samples.append((ids, [IGNORE_INDEX] * cut + ids[cut:]))
+    whole = Batch(*collate(samples, pad_id=0))
+    model = GPTMini(dataclasses.replace(SMALL, n_layer=1)).double()
+    want = _grads(model, whole)
+    got = {n: torch.zeros_like(w) for n, w in want.items()}
+    shards = [whole.shard(World(rank=r, size=size)) for r in range(size)]
+    assert sum(s.n_rows for s in shards) == whole.n_rows
+    assert sum(s.n_tokens for s in shards) == whole.n_tokens
+    for rank, part in enumerate(shards):
+        world = World(rank=rank, size=size)
+        width = part.input_ids.shape[1]
+        assert torch.equal(part.input_ids, whole.input_ids[rank::size, :width])
+        assert torch.equal(part.labels, whole.labels[rank::size, :width])
+        assert not whole.attention_mask[rank::size, width:].any()  # only padding dropped
+        assert not part.n_rows or part.attention_mask[:, -1].any()  # ... and all of it
+        if not part.n_rows:
+            continue
+        for n, grad in _grads(model, part).items():
+            got[n] += grad * rank_share(part, whole, world) / size
+    bad = [n for n in want if not torch.allclose(got[n], want[n], rtol=1e-9, atol=1e-12)]
+    assert not bad, bad

@@ -38,11 +38,23 @@ that changes the numbers (model, data, lr, steps, batch, seed, probes, ...) must
 the runs already in it (only --regime, --device, --checkpoint-every and --offload may
 differ). Tables: dynamics, layer_grad_norms.
 
+Many processes: under `torchrun --nproc_per_node N -m thoughtgrad train ...` or
+`accelerate launch --num_processes N -m thoughtgrad train ...` the run is data parallel
+(DistributedDataParallel; nccl with one GPU per process, gloo on the CPU). Each step's
+--batch-size examples are the global batch, split among the processes (at least one
+example each); the loss is the mean over all its response tokens, so the gradient, the
+probes (computed on the all-reduced gradient; the curvature products shared among the
+processes) and the tables are those of one process with the same batch. Process 0 writes
+the tables, checkpoints and weights; a killed run resumes with any number of processes.
+
 examples:
   thoughtgrad train --model runs/toy/checkpoints/addition-n3000-cot --data toy:addition \\
       --regime half --steps 300 --out runs/dyn
   thoughtgrad train --model path/to/hf_model --data gsm8k_train_with_cot_gpt4o.json \\
       --regime cot --steps 1000 --out runs/dyn_llama
+  torchrun --nproc_per_node 4 -m thoughtgrad train --model path/to/hf_model \\
+      --data gsm8k_train_with_cot_gpt4o.json --regime cot --steps 1000 --batch-size 16 \\
+      --out runs/dyn_llama
 """
 
 
@@ -106,6 +118,14 @@ def build_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from thoughtgrad import distributed
+
+    with distributed.launched() as world:  # torchrun / accelerate launch: data parallel
+        return _train(args, world)
+
+
+def _train(args: argparse.Namespace, world) -> int:
+    from thoughtgrad import distributed
     from thoughtgrad.cli.common import bar_factory
     from thoughtgrad.experiments.dynamics import dynamics_identity, run_dynamics
     from thoughtgrad.report.dynamics_summary import claims, summarize
@@ -113,11 +133,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     train_cfg = cfg.train
+    if not world.main:  # the run directory exists once rank 0 has created or checked it
+        distributed.barrier(world)
+        result, _ = run_dynamics(cfg, RunDir(args.out), world=world)
+        return 2 if result.stopped_reason else 0
     run = RunDir.create(args.out, command="train", config=None, seed=train_cfg.seed,
                         identity=dynamics_identity(cfg))
+    distributed.barrier(world)
     t0 = time.perf_counter()
     with run.recording():
-        result, rows = run_dynamics(cfg, run,
+        result, rows = run_dynamics(cfg, run, world=world,
                                     progress=bar_factory()(cfg.regime, train_cfg.steps))
     if result.stopped_reason:
         run.set_status("failed", error=result.stopped_reason)

@@ -11,8 +11,11 @@ import time
 import torch
 from torch import Tensor, nn
 
+from thoughtgrad import distributed
+from thoughtgrad.distributed import SINGLE, World
 from thoughtgrad.dynamics.attention import hvp_attention
-from thoughtgrad.dynamics.hessian import top_eigenvalues
+from thoughtgrad.dynamics.dataset_hvp import shared_hvp_operator
+from thoughtgrad.dynamics.hessian import eigenvalues_of, top_eigenvalues
 from thoughtgrad.dynamics.probes import (
     LossFn,
     Probe,
@@ -56,6 +59,15 @@ class CurvatureProbe(Probe):
     (any exception: out of memory, an op without double backward, ...) or a non-finite
     estimate is recorded in ``status`` (``curvature_oom: ...``, ``curvature_error: ...``,
     ``curvature_nonfinite``) and training continues.
+
+    Under a launcher (``state.world`` of several ranks) each rank keeps its
+    :meth:`~thoughtgrad.train.sft.Batch.shard` of the probe batch and every
+    Hessian-vector product is all-reduced (:func:`shared_hvp_operator`), so every rank
+    runs the same iteration, in step, on the product of the whole probe batch. The
+    products differentiate ``state.model``, the unwrapped module, so no
+    DistributedDataParallel hook fires in the double backward. A failure on one rank
+    only (out of memory) leaves the others waiting in a collective until the process
+    group's timeout.
     """
 
     name = "curvature"
@@ -77,12 +89,20 @@ class CurvatureProbe(Probe):
     def due(self, step: int) -> bool:
         return step % self.every == 0 or (self.last_step is not None and step == self.last_step)
 
-    def _measure(self, model: nn.Module, params: list[Tensor], batch: Batch,
-                 method: str) -> tuple[float, int, int, bool]:
+    def _measure(self, model: nn.Module, params: list[Tensor], batch: Batch, method: str,
+                 world: World = SINGLE) -> tuple[float, int, int, bool]:
         device = params[0].device
-        b = batch.to(device)
-        res = top_eigenvalues(lambda: self.loss_fn(model, b), params, k=1, method=method,
-                              tol=self.tol, max_iter=self.max_iter, seed=self.seed)
+        if world.distributed:
+            mine = batch.shard(world).to(device)
+            op = shared_hvp_operator(
+                (lambda: self.loss_fn(model, mine)) if mine.n_rows else None, mine.n_tokens,
+                params, reduce=lambda ts: distributed.sum_tensors(world, ts))
+            res = eigenvalues_of(op, params, k=1, method=method, tol=self.tol,
+                                 max_iter=self.max_iter, seed=self.seed)
+        else:
+            b = batch.to(device)
+            res = top_eigenvalues(lambda: self.loss_fn(model, b), params, k=1, method=method,
+                                  tol=self.tol, max_iter=self.max_iter, seed=self.seed)
         return res.eigenvalues[0], res.iterations, res.hvps, res.converged
 
     def after_backward(self, state: TrainState) -> Row:
@@ -99,17 +119,18 @@ class CurvatureProbe(Probe):
         try:
             with eval_mode(state.model), hvp_attention(state.model):
                 lam, iters, hvps, conv = self._measure(state.model, state.params,
-                                                       self.probe_batch, first)
+                                                       self.probe_batch, first, state.world)
                 row.update(lambda_max=lam, lambda_method=first, lambda_iters=iters,
                            lambda_hvps=hvps, lambda_converged=conv)
                 if self.method == "both":
                     lam_p, iters_p, hvps_p, conv_p = self._measure(
-                        state.model, state.params, self.probe_batch, "power")
+                        state.model, state.params, self.probe_batch, "power", state.world)
                     row.update(lambda_max_power=lam_p, lambda_iters_power=iters_p,
                                lambda_hvps_power=hvps_p, lambda_converged_power=conv_p)
                 if self.answer_batch is not None:
                     lam_a, iters_a, _, _ = self._measure(state.model, state.params,
-                                                         self.answer_batch, first)
+                                                         self.answer_batch, first,
+                                                         state.world)
                     row.update(lambda_max_answer=lam_a, lambda_iters_answer=iters_a)
         except Exception as exc:  # noqa: BLE001 -- any probe failure is recorded, not fatal
             status = failure_status("curvature", exc)

@@ -17,6 +17,9 @@ eigen-solvers of :mod:`thoughtgrad.dynamics.hessian` run unchanged (and in step)
 
 Memory is one batch's double-backward graph at a time (rebuilt per product, as in
 PyHessian), at the price of one extra gradient per batch per product.
+:func:`shared_hvp_operator` is the case of one batch split among the ranks (the training
+loop's curvature probe): each rank keeps the gradient graph of its part, as
+:func:`~thoughtgrad.dynamics.hessian.hvp_operator` does, and no gradient is rebuilt.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from thoughtgrad.dynamics.hessian import HVP, Params, work_dtype
+from thoughtgrad.dynamics.hessian import HVP, Params, hvp_operator, work_dtype
 
 Reduce = Callable[[Sequence[Tensor]], list[Tensor]]
 """A sum of each tensor over the ranks (new tensors out); ``None``: one process."""
@@ -65,5 +68,36 @@ def dataset_hvp_operator(batches: Sequence[tuple[Callable[[], Tensor], int]], pa
                 if h is not None:
                     acc[i] = acc[i] + (n_tokens / total) * h.detach().to(dt)
         return reduce(acc) if reduce is not None else acc
+
+    return apply
+
+
+def shared_hvp_operator(loss_fn: Callable[[], Tensor] | None, n_tokens: int, params: Params,
+                        *, reduce: Reduce) -> HVP:
+    """``v -> H v`` for the mean loss over one batch whose rows are split among the ranks.
+
+    This rank's part has ``n_tokens`` loss tokens and ``loss_fn()`` is their mean (``None``
+    or ``n_tokens == 0``: no part; the rank still takes part in every product, with
+    zero). ``H v = (1 / W) sum_r n_r H_r v`` with ``W`` the summed token counts (one
+    reduction when the operator is built) and one reduction of the weighted product per
+    call, so every rank gets the product of the whole batch. This rank's gradient graph is
+    built once and kept while the operator lives. Raises ``ValueError`` when no rank has a
+    loss token. Results are in :func:`~thoughtgrad.dynamics.hessian.work_dtype`.
+    """
+    params = list(params)
+    dt = work_dtype(params)
+    own = n_tokens if loss_fn is not None else 0
+    total = float(reduce([torch.tensor([float(own)], dtype=torch.float64)])[0].item())
+    if total <= 0:
+        raise ValueError("the batch has no loss-carrying token")
+    part = hvp_operator(loss_fn, params) if own > 0 and loss_fn is not None else None
+    weight = own / total
+
+    def apply(vecs: list[Tensor]) -> list[Tensor]:
+        if part is None:
+            local = [torch.zeros(p.shape, dtype=dt, device=p.device) for p in params]
+        else:
+            local = [weight * h for h in part(vecs)]
+        return reduce(local)
 
     return apply

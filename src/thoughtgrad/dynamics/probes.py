@@ -48,6 +48,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from thoughtgrad import distributed
 from thoughtgrad.train.sft import Batch, TrainState, lm_loss, logits_of
 
 Row = dict[str, Any]
@@ -299,6 +300,12 @@ class AnswerControlProbe(Probe):
     * ``spike_answer``: ``grad_norm_answer`` is an absolute (> ``tau``) or relative (>
       ``factor`` x rolling median of the previous answer-only norms) spike
       (:class:`SpikeDetector`, the same settings as the full-loss flags).
+
+    Under a launcher (``state.world`` of several ranks) each rank differentiates its
+    :meth:`~thoughtgrad.train.sft.Batch.shard` of the batch, weighted by its share of the
+    answer tokens, and the ranks sum loss and gradient in one all-reduce: every rank gets
+    the loss and gradient of the whole batch (``loss_fn`` must be a mean over the batch's
+    loss tokens, as the default is).
     """
 
     name = "answer_control"
@@ -330,18 +337,44 @@ class AnswerControlProbe(Probe):
         self.prev, self.prev_step = None, None  # until this step's gradient is known
         device = state.params[0].device if state.params else "cpu"
         batch = self.answer_batches(state.step).to(device)
-        loss = self.loss_fn(state.model, batch)
-        grads = torch.autograd.grad(loss, state.params, allow_unused=True)
+        if state.world.distributed:
+            loss_value, grads = self._shared_gradient(state, batch)
+        else:
+            loss = self.loss_fn(state.model, batch)
+            grads = torch.autograd.grad(loss, state.params, allow_unused=True)
+            loss_value = float(loss.detach())
         flat = _flat_grad(grads, self.offload)  # P
         norm = float(flat.norm())
         spike_abs, spike_rel = self.detector.update(norm)
-        row.update(loss_answer=float(loss.detach()), grad_norm_answer=norm,
+        row.update(loss_answer=loss_value, grad_norm_answer=norm,
                    spike_answer=spike_abs or spike_rel)
         if math.isfinite(norm):
             row["cos_prev_answer"] = _cosine(flat, None if prev is None else
                                              prev.to(flat.device))
             self.prev, self.prev_step = flat, state.step
         return row
+
+    def _shared_gradient(self, state: TrainState, batch: Batch
+                         ) -> tuple[float, list[Tensor | None]]:
+        """The loss and gradient of the whole ``batch``, each rank differentiating its
+        shard (weight: its share of the loss tokens) and one all-reduce summing them. A
+        parameter without a gradient on this rank stays ``None`` (as in one process)."""
+        mine = batch.shard(state.world)
+        params = state.params
+        local: list[Tensor | None]
+        if mine.n_rows:
+            loss = self.loss_fn(state.model, mine) * (mine.n_tokens / max(batch.n_tokens, 1))
+            local = list(torch.autograd.grad(loss, params, allow_unused=True))
+        else:  # no row here: this rank adds zero
+            loss = torch.zeros((), dtype=torch.float64, device=params[0].device)
+            local = [None] * len(params)
+        summed = distributed.sum_tensors(
+            state.world, [loss.detach().reshape(1),
+                          *[torch.zeros_like(p) if g is None else g
+                            for g, p in zip(local, params, strict=True)]])
+        grads = [None if g is None and mine.n_rows else total
+                 for g, total in zip(local, summed[1:], strict=True)]
+        return float(summed[0]), grads
 
     def state_dict(self) -> dict[str, Any]:
         return {"prev": None if self.prev is None else self.prev.cpu(),

@@ -42,7 +42,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from thoughtgrad import distributed
 from thoughtgrad.config import identity_of, resolve_device, seed_everything
+from thoughtgrad.distributed import World
 from thoughtgrad.dynamics.curvature import CurvatureProbe, check_curvature_method
 from thoughtgrad.dynamics.monitor import DynamicsMonitor
 from thoughtgrad.dynamics.probes import (
@@ -232,19 +234,25 @@ def toy_export_meta(cfg: DynamicsConfig) -> dict[str, Any]:
 
 
 def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
-                 progress: Callable[[int, int, float], None] | None = None
-                 ) -> tuple[TrainResult, pd.DataFrame]:
+                 progress: Callable[[int, int, float], None] | None = None,
+                 world: World = distributed.SINGLE) -> tuple[TrainResult, pd.DataFrame]:
     """Fine-tune ``cfg.model`` on ``cfg.data`` under ``cfg.regime`` with every probe.
 
     Resumes from ``checkpoints/<regime>`` when present. Returns the loop's result and this
     regime's ``dynamics`` rows (all steps written so far).
+
+    Under a launcher every rank of ``world`` calls this with the same ``cfg`` and run
+    directory (created by rank 0 before): the loop is data parallel
+    (:func:`~thoughtgrad.train.sft.train`), each rank on ``cuda:LOCAL_RANK`` or the CPU,
+    and only rank 0 writes the manifest, tables, checkpoints and final weights; the other
+    ranks return an empty frame.
     """
     from thoughtgrad.models.hf import load_model
 
     if cfg.regime == "half" and f"dynamics_{OLD_HALF}" in run.manifest():
         raise UserError(f"{run.path} holds the half regime under its old name {OLD_HALF!r}; "
                         "give a new --out (reports read the old name as half)")
-    device = resolve_device(cfg.device)
+    device = resolve_device(distributed.device_for(world, cfg.device))
     model = load_model(cfg.model, dtype=cfg.dtype, device=str(device))
     toy = is_toy(model)
     train_cfg = cfg.train or (TOY_TRAIN if toy else HF_TRAIN)
@@ -253,24 +261,28 @@ def run_dynamics(cfg: DynamicsConfig, run: RunDir, *,
                                              seed=cfg.data_seed, limit=cfg.limit,
                                              max_length=cfg.max_length,
                                              chat_template=cfg.chat_template)
-    run.replace_rows("dynamics_failed", "regime", cfg.regime,
-                     pd.DataFrame([{"regime": cfg.regime, **f} for f in failed],
-                                  columns=["regime", "sample_id", "source", "reason"]))
-    run.update_manifest(**{f"dynamics_{cfg.regime}": {
-        "config": dataclasses.asdict(dataclasses.replace(cfg, train=train_cfg)),
-        "samples": len(examples), "failed": len(failed)}})
+    if world.main:
+        run.replace_rows("dynamics_failed", "regime", cfg.regime,
+                         pd.DataFrame([{"regime": cfg.regime, **f} for f in failed],
+                                      columns=["regime", "sample_id", "source", "reason"]))
+        run.update_manifest(**{f"dynamics_{cfg.regime}": {
+            "config": dataclasses.asdict(dataclasses.replace(cfg, train=train_cfg)),
+            "samples": len(examples), "failed": len(failed)}})
     initial = {n: p.detach().float().clone().cpu() if cfg.probes.offload
                else p.detach().float().clone() for n, p in model.named_parameters()}
     probes = build_probes(cfg.probes, examples=examples, pad_id=pad_id, train_cfg=train_cfg,
                           seed=train_cfg.seed, initial=initial)
-    monitor = DynamicsMonitor(probes, regime=cfg.regime, run=run,
+    monitor = DynamicsMonitor(probes, regime=cfg.regime, run=run if world.main else None,
                               flush_every=train_cfg.checkpoint_every or 50)
     batches = make_batches([e.full for e in examples], batch_size=train_cfg.batch_size,
                            seed=train_cfg.seed,
                            pad_id=pad_id)
     model.train()
     result = train(train_cfg, model, batches, [monitor], device=device,
-                   checkpoint_dir=run.path / "checkpoints" / cfg.regime, progress=progress)
+                   checkpoint_dir=run.path / "checkpoints" / cfg.regime, progress=progress,
+                   world=world)
+    if not world.main:
+        return result, pd.DataFrame()
     if result.stopped_reason is None:
         out = run.path / f"model-{cfg.regime}"
         if toy:

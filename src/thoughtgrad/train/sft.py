@@ -10,6 +10,13 @@ norm, AdamW step. Probes are callbacks; they read state and never touch the opti
 Checkpoints (``checkpoint_dir``) hold the model, optimizer, step and RNG state, so a run
 killed mid-way resumes from its last checkpoint with the same batches (batches are a
 function of the step number).
+
+Under a launcher (``world`` of several ranks, :mod:`thoughtgrad.distributed`) the loop is
+data parallel (:mod:`thoughtgrad.train.data_parallel`): every rank builds the step's global
+batch, keeps its rows (:meth:`Batch.shard`) and backpropagates through
+DistributedDataParallel a loss scaled so that the averaged gradient is the one-process
+gradient of the global batch. Callbacks see that all-reduced gradient, the global mean
+loss and the unwrapped model; only rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from thoughtgrad import distributed
+from thoughtgrad.distributed import SINGLE, World
 from thoughtgrad.errors import UserError
 from thoughtgrad.tasks.tokens import (
     IGNORE_INDEX,
@@ -108,6 +117,25 @@ class Batch:
         """Loss-carrying tokens (labels shifted by one: position 0 is never a target)."""
         return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
 
+    @property
+    def n_rows(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def shard(self, world: World) -> Batch:
+        """This rank's rows of a global batch: rows ``i`` with ``i % size == rank``, without
+        the trailing columns that are padding in every kept row (they carry no loss). One
+        process: the batch itself. A rank may get no row when the batch is smaller than
+        the number of ranks."""
+        if not world.distributed:
+            return self
+        rows = slice(world.rank, None, world.size)
+        ids, labels = self.input_ids[rows], self.labels[rows]  # B_r T
+        mask = None if self.attention_mask is None else self.attention_mask[rows]  # B_r T
+        if mask is not None and bool(mask.any()):
+            width = int(mask.any(0).nonzero().max()) + 1
+            ids, labels, mask = ids[:, :width], labels[:, :width], mask[:, :width]  # B_r T_r
+        return Batch(ids, labels, mask)
+
 
 def make_batches(samples: Sequence[TokenSample | tuple[Sequence[int], Sequence[int]]], *,
                  batch_size: int, seed: int, pad_id: int) -> Callable[[int], Batch]:
@@ -132,13 +160,14 @@ batch) and then skips the work on padding."""
 def logits_of(model: nn.Module, batch: Batch) -> Float[Tensor, "B T V"]:
     """Logits for every position of a causal LM called as Hugging Face's are.
 
-    A model that packs (gpt_mini: ``config.model_type`` in :data:`PACKING_MODELS`) runs a
-    right-padded batch packed (its ``lengths`` path: the same logits at real positions,
-    none of the work on padding); padding positions then hold 0, which the loss never
-    reads (their labels are -100).
+    A model that packs (gpt_mini: ``config.model_type`` in :data:`PACKING_MODELS`; also
+    inside DistributedDataParallel) runs a right-padded batch packed (its ``lengths``
+    path: the same logits at real positions, none of the work on padding); padding
+    positions then hold 0, which the loss never reads (their labels are -100).
     """
     ids, mask = batch.input_ids, batch.attention_mask
-    if getattr(getattr(model, "config", None), "model_type", None) in PACKING_MODELS:
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    if getattr(getattr(inner, "config", None), "model_type", None) in PACKING_MODELS:
         lengths = right_padded_lengths(mask)
         if lengths is not None and int(lengths.min()) < ids.shape[1]:
             return model(input_ids=ids, lengths=lengths).logits
@@ -168,7 +197,13 @@ def lm_loss(logits: Float[Tensor, "B T V"], labels: Int[Tensor, "B T"],
 
 @dataclass
 class TrainState:
-    """What callbacks may read. ``grad_norm`` is the global pre-clip norm (after backward)."""
+    """What callbacks may read. ``grad_norm`` is the global pre-clip norm (after backward).
+
+    Under a launcher ``model`` is the unwrapped module (its gradients already all-reduced:
+    a probe's own autograd calls fire no DistributedDataParallel hook), ``batch`` the
+    step's global batch, ``loss`` its global mean, and ``world`` the job, for probes that
+    share their own work among the ranks (they then run in step on every rank).
+    """
 
     step: int
     model: nn.Module
@@ -179,6 +214,7 @@ class TrainState:
     skipped: bool = False
     params: list[Tensor] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    world: World = SINGLE
 
 
 class Callback(Protocol):
@@ -253,6 +289,24 @@ def _fused_ok(model: nn.Module) -> bool | None:
     return True if ok and ps else None
 
 
+def data_parallel(model: nn.Module, world: World, device: torch.device | str) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel for a ``world`` of several ranks (its
+    gradients all-reduced and averaged during backward), else ``model`` itself."""
+    if not world.distributed:
+        return model
+    dev = torch.device(device)
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+def rank_share(part: Batch, whole: Batch, world: World) -> float:
+    """The factor of this rank's mean loss over ``part`` (its shard of the global batch
+    ``whole``): ``n_r * size / N`` with ``n_r`` and ``N`` their loss tokens. The rank then
+    backpropagates (its token losses summed) x size / N, and DistributedDataParallel's
+    average over the ``size`` ranks is the gradient of the mean over all N tokens."""
+    return part.n_tokens * world.size / max(whole.n_tokens, 1)
+
+
 def weights_finite(params: Sequence[Tensor]) -> bool:
     """Whether every parameter value is finite (checked before a checkpoint is written)."""
     return all(bool(torch.isfinite(p.detach()).all()) for p in params)
@@ -264,7 +318,8 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
           save_model: Callable[[nn.Module, Path], None] | None = None,
           load_model: Callable[[nn.Module, Path], None] | None = None,
           progress: Callable[[int, int, float], None] | None = None,
-          loss_fn: Callable[[nn.Module, Batch], Tensor] | None = None) -> TrainResult:
+          loss_fn: Callable[[nn.Module, Batch], Tensor] | None = None,
+          world: World = SINGLE) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` steps on ``batches(step)``; return a result.
 
     ``batches`` maps a step number to its batch, so a resumed run sees the same data.
@@ -273,7 +328,18 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
     checkpoint is kept) or skips the update (``"skip"``, ``state.skipped`` is set). Weights
     made non-finite by an update (a finite but huge gradient) always stop the run, caught
     before any checkpoint would store them, so a checkpoint never holds NaN/inf weights.
+
+    With a ``world`` of several ranks (every rank calls this with the same arguments and
+    its own ``device``) ``batches(step)`` is the global batch: each rank runs ``loss_fn``
+    on its :meth:`Batch.shard` through DistributedDataParallel, scaled by
+    :func:`rank_share` (``loss_fn`` must then be a mean over the batch's
+    :attr:`Batch.n_tokens`, as the default is), so the averaged gradient is the gradient
+    of the mean over the global batch's tokens. Every rank reads a checkpoint; only rank 0
+    writes one. ``cfg.batch_size`` must be at least the number of ranks.
     """
+    if world.distributed and cfg.batch_size < world.size:
+        raise UserError(f"batch size {cfg.batch_size} is smaller than the {world.size} "
+                        "processes: every process needs at least one example per step")
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     opt = make_optimizer(cfg, model)
@@ -284,7 +350,8 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
         start, losses, before, kept = load_state(ckpt, model, opt, load_model)
         log.info("resumed from %s at step %d", ckpt, start)
     compute = loss_fn or (lambda m, b: lm_loss(logits_of(m, b), b.labels))
-    state = TrainState(step=start, model=model, params=params)
+    forward = data_parallel(model, world, device)
+    state = TrainState(step=start, model=model, params=params, world=world)
     _call(callbacks, "on_train_start", state)
     for cb, cb_state in zip(callbacks, kept, strict=False):
         if cb_state is not None and hasattr(cb, "load_state_dict"):
@@ -297,10 +364,15 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
         lr = lr_at(cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = compute(model, batch)
+        if world.distributed:
+            mine = batch.shard(world)
+            loss = compute(forward, mine) * rank_share(mine, batch, world)
+            state.loss = distributed.sum_counts(world, [float(loss.detach())])[0] / world.size
+        else:
+            loss = compute(model, batch)
+            state.loss = float(loss.detach())
         opt.zero_grad(set_to_none=True)
         state.step, state.batch, state.lr, state.skipped = step, batch, lr, False
-        state.loss = float(loss.detach())
         finite = math.isfinite(state.loss)
         if finite:
             loss.backward()
@@ -330,15 +402,16 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
             if not weights_finite(params):
                 stopped = f"weights became non-finite by step {step + 1}"
                 break
-            save_state(ckpt, model, opt, step + 1, losses, save_model,
-                        before + time.perf_counter() - t0, callbacks)
+            if world.main:
+                save_state(ckpt, model, opt, step + 1, losses, save_model,
+                           before + time.perf_counter() - t0, callbacks)
     else:
         step = cfg.steps
     if stopped is None and not weights_finite(params):
         stopped = f"weights became non-finite by step {step}"
-    if ckpt is not None and stopped is None:
+    if ckpt is not None and stopped is None and world.main:
         save_state(ckpt, model, opt, cfg.steps, losses, save_model,
-                    before + time.perf_counter() - t0, callbacks)
+                   before + time.perf_counter() - t0, callbacks)
     _call(callbacks, "on_train_end", state)
     model.eval()
     return TrainResult(steps_done=step if stopped else cfg.steps,
