@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Launching real multi-process jobs from a test: ``python -m torch.distributed.run``
-(torchrun) with the gloo backend on the CPU, one thread per rank, and killing one rank of
-a running job (imported by name)."""
+(torchrun) with the gloo backend on the CPU, one thread per rank; killing one rank of a
+running job; and comparing a job's table with a one-process run's (imported by name)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,3 +84,24 @@ def killed_run(nproc: int, argv: Sequence[object], rank: int, ready: Callable[[]
             job.kill()
             job.communicate()
     return subprocess.CompletedProcess(job.args, job.returncode, out, err)
+
+
+def assert_same_rows(got: pd.DataFrame, want: pd.DataFrame, key: list[str], *,
+                     rtol: float = 1e-6) -> None:
+    """The same rows by ``key`` (none twice in ``got``): float columns within ``rtol``
+    relative (NaN where NaN), all others equal as text; every mismatching column named."""
+    assert not got.duplicated(key).any(), f"a {key} row written twice"
+    got, want = (df.sort_values(key).reset_index(drop=True) for df in (got, want))
+    assert got[key].values.tolist() == want[key].values.tolist()
+    assert sorted(got.columns) == sorted(want.columns)
+    bad = []
+    for col in want.columns:
+        g, w = got[col], want[col]
+        if w.dtype.kind == "f":
+            ok = np.allclose(g.to_numpy(float), w.to_numpy(float), rtol=rtol, atol=0,
+                             equal_nan=True)
+        else:
+            ok = g.astype(str).tolist() == w.astype(str).tolist()
+        if not ok:
+            bad.append(f"{col}: {g.tolist()} != {w.tolist()}")
+    assert not bad, "\n".join(bad)
