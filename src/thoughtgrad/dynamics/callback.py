@@ -34,6 +34,15 @@ What it reads, and when:
 Rows are written to the run directory's ``dynamics`` and ``layer_grad_norms`` tables when
 the Trainer saves a checkpoint and at the end, so a resumed run continues the same tables
 without duplicate steps.
+
+Under ``torchrun`` or ``accelerate launch`` (the Trainer's DistributedDataParallel; on a
+CPU only with ``use_cpu=True``, else each process trains alone) the callback runs on every
+rank and only rank 0 (``RANK`` of the launch) creates the run directory and writes rows.
+The gradients it reads are the all-reduced ones, and the Trainer's loss and logs are
+global (it scales each rank's loss by the global token count,
+``average_tokens_across_devices``), so the rows equal a one-process run with the same
+global batch. The curvature probe shares its probe batch among the ranks (every rank runs
+it, in step); the other default probes run on rank 0 only.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from thoughtgrad import distributed
 from thoughtgrad.dynamics.curvature import CurvatureProbe, check_curvature_method
 from thoughtgrad.dynamics.monitor import DynamicsMonitor
 from thoughtgrad.dynamics.probes import (
@@ -85,7 +95,9 @@ class DynamicsCallback(TrainerCallback):
         check_curvature_method(curvature_method)
         if curvature_every < 1:
             raise ValueError(f"curvature_every must be >= 1, got {curvature_every}")
-        self.run = RunDir.create(run_dir, command="trainer-callback", regime=regime)
+        self.world = distributed.from_env()  # the launch; its rank 0 writes
+        self.run = RunDir.create(run_dir, command="trainer-callback", regime=regime) \
+            if self.world.main else None
         self.regime = regime
         self._custom = probes
         self._probe_batch = None if probe_batch is None else as_batch(probe_batch)
@@ -99,6 +111,7 @@ class DynamicsCallback(TrainerCallback):
     def _initial(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file, save_file
 
+        assert self.run is not None
         path = self.run.path / INIT_FILE
         if path.is_file():
             return load_file(str(path))
@@ -108,11 +121,15 @@ class DynamicsCallback(TrainerCallback):
         return init
 
     def _probes(self, model: torch.nn.Module, max_steps: int) -> list[Probe]:
+        """The probes of this rank: all of them on rank 0 (or a custom set, on every rank);
+        on the other ranks of a launch only the curvature probe, whose products they share."""
         if self._custom is not None:
             return self._custom
-        probes: list[Probe] = [GradNormProbe(tau=self._tau, norm_source="post_clip",
-                                             history_column="grad_norm_post_clip"),
-                               CosineProbe(), DistanceProbe(initial=self._initial(model))]
+        probes: list[Probe] = []
+        if self.world.main:
+            probes += [GradNormProbe(tau=self._tau, norm_source="post_clip",
+                                     history_column="grad_norm_post_clip"),
+                       CosineProbe(), DistanceProbe(initial=self._initial(model))]
         if self._probe_batch is not None:
             every, method = self._curv
             probes.append(CurvatureProbe(self._probe_batch, every=every, method=method,
@@ -126,7 +143,12 @@ class DynamicsCallback(TrainerCallback):
         probes = self._probes(model, state.max_steps)
         self.monitor = DynamicsMonitor(probes, regime=self.regime, run=self.run,
                                        flush_every=NEVER)
-        self._state = TrainState(step=state.global_step, model=model, params=params)
+        world = distributed.SINGLE  # ranks that each train alone share no probe
+        if args.world_size > 1 and torch.distributed.is_initialized():
+            world = distributed.World(rank=args.process_index, size=args.world_size,
+                                      local_rank=args.local_process_index)
+        self._state = TrainState(step=state.global_step, model=model, params=params,
+                                 world=world)
         self.monitor.on_train_start(self._state)
         grad = next((p for p in probes if isinstance(p, GradNormProbe)), None)
         self._pre_clip = None
