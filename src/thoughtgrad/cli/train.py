@@ -39,13 +39,14 @@ the runs already in it (only --regime, --device, --checkpoint-every and --offloa
 differ). Tables: dynamics, layer_grad_norms.
 
 Many processes: under `torchrun --nproc_per_node N -m thoughtgrad train ...` or
-`accelerate launch --num_processes N -m thoughtgrad train ...` the run is data parallel
-(DistributedDataParallel; nccl with one GPU per process, gloo on the CPU). Each step's
---batch-size examples are the global batch, split among the processes (at least one
-example each); the loss is the mean over all its response tokens, so the gradient, the
-probes (computed on the all-reduced gradient; the curvature products shared among the
-processes) and the tables are those of one process with the same batch. Process 0 writes
-the tables, checkpoints and weights; a killed run resumes with any number of processes.
+`accelerate launch --multi_gpu --num_processes N -m thoughtgrad train ...` (also on a CPU)
+the run is data parallel (DistributedDataParallel; nccl with one GPU per process, gloo on
+the CPU). Each step's --batch-size examples are the global batch, split among the
+processes (at least one example each); the loss is the mean over all its response tokens,
+so the gradient, the probes (computed on the all-reduced gradient; the curvature products
+shared among the processes) and the tables are those of one process with the same batch.
+Process 0 writes the tables, checkpoints and weights; a killed run resumes with any
+number of processes.
 
 examples:
   thoughtgrad train --model runs/toy/checkpoints/addition-n3000-cot --data toy:addition \\

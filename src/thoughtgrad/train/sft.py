@@ -335,7 +335,8 @@ def train(cfg: TrainConfig, model: nn.Module, batches: Callable[[int], Batch],
     :func:`rank_share` (``loss_fn`` must then be a mean over the batch's
     :attr:`Batch.n_tokens`, as the default is), so the averaged gradient is the gradient
     of the mean over the global batch's tokens. Every rank reads a checkpoint; only rank 0
-    writes one. ``cfg.batch_size`` must be at least the number of ranks.
+    writes one. ``cfg.batch_size`` must be at least the number of ranks. Dropout masks are
+    drawn on each rank, so with dropout the runs match one process only in distribution.
     """
     if world.distributed and cfg.batch_size < world.size:
         raise UserError(f"batch size {cfg.batch_size} is smaller than the {world.size} "
