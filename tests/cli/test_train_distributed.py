@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def reference(tmp_path_factory, toy_base) -> Path:
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory, toy_base) -> tuple[Path, object]:
+def two_ranks(tmp_path_factory, toy_base) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("two") / "run"
     res = torchrun(2, _argv(toy_base, out))
     assert res.returncode == 0, res.stderr[-3000:]
