@@ -40,6 +40,7 @@ from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.spectra_config import ATTN_IMPLEMENTATIONS, SpectraConfig
 from thoughtgrad.experiments.spectra_tables import SAMPLES_TABLE, TABLE
 from thoughtgrad.experiments.sum_control import sum_samples, sum_spectra
+from thoughtgrad.models.placement import parse_device_map
 from thoughtgrad.runs.store import RunDir, check_identity
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,10 @@ class GridConfig:
     """model weights: fp32, bf16, fp16, fp64"""
     device: str = "auto"
     """auto, cpu, cuda, cuda:1 ..."""
+    device_map: str | None = None
+    """spread a model too large for one device over the GPUs (then the CPU) with
+    accelerate: auto, balanced, sequential, or a JSON object / .json file of module path ->
+    device; replaces --device (one process, not under a launcher)"""
     attn_implementation: str = "eager"
     """eager or sdpa"""
     trust_remote_code: bool = False
@@ -141,6 +146,7 @@ class GridConfig:
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise UserError(f"attn_implementation must be one of "
                             f"{', '.join(ATTN_IMPLEMENTATIONS)}")
+        parse_device_map(self.device_map)
 
 
 SampleProgress = Callable[["Cell"], tuple[Callable[[int], None] | None,
@@ -220,7 +226,8 @@ def spectra_config(cfg: GridConfig, cell: Cell, decision: Decision) -> SpectraCo
     stands for)."""
     return SpectraConfig(
         model=cfg.model, data=cell.files, roles=cfg.roles, batch_tokens=cfg.batch_tokens,
-        max_length=cfg.max_length, dtype=cfg.dtype, device=cfg.device, method=cfg.method,
+        max_length=cfg.max_length, dtype=cfg.dtype, device=cfg.device,
+        device_map=cfg.device_map, method=cfg.method,
         limit=cell.limit, chat_template=decision.chat_template,
         system_prompt=cfg.system_prompt, trust_remote_code=cfg.trust_remote_code,
         loss_reduction="sum" if cell.control == "sum" else "mean",
