@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     base = GridConfig(model="")
     add_config_options(p, base, required=("model",),
                        types_={"limit": positive_int, "max_length": positive_int,
-                               "batch_tokens": positive_int})
+                               "batch_tokens": positive_int},
+                       metavars={"device_map": "MAP"})
     add_set_option(p)
     p.set_defaults(func=run)
 
