@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Launching real multi-process jobs from a test: ``python -m torch.distributed.run``
 (torchrun) with the gloo backend on the CPU, one thread per rank; killing one rank of a
-running job; and comparing a job's table with a one-process run's (imported by name)."""
+running job; and comparing a job's table, or its merged spectra table, with a one-process
+run's (imported by name)."""
 
 from __future__ import annotations
 
@@ -105,3 +106,30 @@ def assert_same_rows(got: pd.DataFrame, want: pd.DataFrame, key: list[str], *,
         if not ok:
             bad.append(f"{col}: {g.tolist()} != {w.tolist()}")
     assert not bad, "\n".join(bad)
+
+
+SPECTRA_KEY = ["source", "sample_id", "layer", "role", "param"]
+SPECTRA_STATS = ["nuclear", "sigma_max", "sigma_min", "ratio", "frobenius", "effective_rank",
+                 "n_tokens", "loss"]
+
+
+def assert_same_spectra(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """The same rows (none twice), statistics within 1e-6 relative, every other column
+    equal. ``sigma_min`` below the numerical-rank floor (``RANK_RTOL`` x sigma_max, where a
+    singular value is rounding noise of the QR cores by the metric's own definition) is
+    compared to that floor: the two runs batch different samples together."""
+    from thoughtgrad.spectra.metrics import RANK_RTOL
+
+    assert not got.duplicated(SPECTRA_KEY).any(), "a (sample, matrix) row written twice"
+    got, want = (df.sort_values(SPECTRA_KEY).reset_index(drop=True) for df in (got, want))
+    assert len(got) == len(want)
+    for col in want.columns:
+        if col == "sigma_min":
+            g, w = got[col].to_numpy(float), want[col].to_numpy(float)
+            floor = RANK_RTOL * want["sigma_max"].to_numpy(float)
+            assert (np.abs(g - w) <= 1e-6 * np.abs(w) + floor).all(), col
+        elif col in SPECTRA_STATS:
+            np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float),
+                                       rtol=1e-6, atol=1e-12, err_msg=col)
+        else:
+            assert got[col].astype(str).tolist() == want[col].astype(str).tolist(), col

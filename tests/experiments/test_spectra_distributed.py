@@ -14,25 +14,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from launch_fixtures import killed_run, torchrun
+from launch_fixtures import assert_same_spectra, killed_run, torchrun
 
 from thoughtgrad.distributed import owner
 from thoughtgrad.experiments.spectra_config import SpectraConfig
 from thoughtgrad.experiments.spectra_run import run_spectra
 from thoughtgrad.runs.store import RunDir
-from thoughtgrad.spectra.metrics import RANK_RTOL
 
 N = 8
 QUESTIONS = [f"Tom has {i} apples and buys {i + 3} more. How many apples does he have?"
              for i in range(N)]
 COT = [f"He starts with {i}. He buys {i + 3}. {i} + {i + 3} = {2 * i + 3}.\n"
        f"The final answer is {2 * i + 3}" for i in range(N)]
-STATS = ["nuclear", "sigma_max", "sigma_min", "ratio", "frobenius", "effective_rank",
-         "n_tokens", "loss"]
-KEY = ["source", "sample_id", "layer", "role"]
 OPTIONS = ["--dtype", "fp64", "--device", "cpu", "--batch-tokens", "96"]
 
 
@@ -71,22 +66,6 @@ def _argv(model_dir: Path, data: list[Path], out: Path) -> list[object]:
             "--out", out, *OPTIONS]
 
 
-def _assert_equal(got: pd.DataFrame, want: pd.DataFrame) -> None:
-    assert not got.duplicated(KEY).any(), "a (sample, matrix) row written twice"
-    got, want = (df.sort_values(KEY).reset_index(drop=True) for df in (got, want))
-    assert len(got) == len(want)
-    for col in want.columns:
-        if col == "sigma_min":
-            g, w = got[col].to_numpy(float), want[col].to_numpy(float)
-            floor = RANK_RTOL * want["sigma_max"].to_numpy(float)
-            assert (np.abs(g - w) <= 1e-6 * np.abs(w) + floor).all(), col
-        elif col in STATS:
-            np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float),
-                                       rtol=1e-6, atol=1e-12, err_msg=col)
-        else:
-            assert got[col].astype(str).tolist() == want[col].astype(str).tolist(), col
-
-
 def test_owner_is_a_stable_partition() -> None:
     keys = [(s, i) for s in ("a.json", "b.json") for i in range(200)]
     shares = [[k for k in keys if owner(k, 3) == r] for r in range(3)]
@@ -99,7 +78,7 @@ def test_two_ranks_equal_one_process(tmp_path, model_dir, data, reference) -> No
     out = tmp_path / "two"
     res = torchrun(2, _argv(model_dir, data, out))
     assert res.returncode == 0, res.stderr[-3000:]
-    _assert_equal(pd.read_parquet(out / "spectra.parquet"), reference)
+    assert_same_spectra(pd.read_parquet(out / "spectra.parquet"), reference)
     shards = sorted(p.name for p in (out / "spectra.parquet").glob("part-*.parquet"))
     assert {s.split("-")[2].split(".")[0] for s in shards} == {"r000", "r001"}, shards
     per_rank = pd.concat(pd.read_parquet(out / "spectra_samples.parquet" / s).assign(
@@ -129,7 +108,7 @@ def test_killed_rank_then_one_process_completes(tmp_path, model_dir, data, refer
     res = one_process(argv)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"{len(partial)} already done" in res.stdout
-    _assert_equal(pd.read_parquet(out / "spectra.parquet"), reference)
+    assert_same_spectra(pd.read_parquet(out / "spectra.parquet"), reference)
     samples = pd.read_parquet(out / "spectra_samples.parquet")
     assert len(samples) == 2 * N and not samples.duplicated(["source", "sample_id"]).any()
     assert json.loads((out / "manifest.json").read_text())["counts"]["done"] == 2 * N

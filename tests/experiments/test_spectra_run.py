@@ -236,3 +236,24 @@ def test_controls_sum_reduction_answer_span_random_init(tmp_path, model_dir, dat
     assert (a["init"] == "random").all()
     assert set(a["init_seed"]) == {5} and set(c["init_seed"]) == {6}
     assert base["init_seed"].isna().all()
+
+
+def test_random_init_keeps_the_device_map(tmp_path):
+    """--init random on a dispatched model (accelerate's hooks, forced on an all-CPU map):
+    the same fresh weights as on one device, dispatched by the same map (accelerate
+    attaches hooks only for a map of several devices)."""
+    from accelerate import dispatch_model
+
+    from thoughtgrad.experiments.spectra_run import reinitialise
+    from thoughtgrad.models.tiny import tiny_model
+
+    device_map = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu",
+                  "model.layers.0": "cpu", "model.layers.1": "cpu", "model.norm": "cpu"}
+    placed = dispatch_model(tiny_model("llama", vocab_size=64), device_map=device_map,
+                            force_hooks=True)
+    fresh = reinitialise(placed, seed=5)
+    plain = reinitialise(tiny_model("llama", vocab_size=64), seed=5)
+    assert fresh.hf_device_map == device_map and not fresh.training
+    for (name, p), (_, q) in zip(fresh.named_parameters(), plain.named_parameters(),
+                                 strict=True):
+        assert p.device == torch.device("cpu") and torch.equal(p, q), name

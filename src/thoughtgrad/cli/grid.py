@@ -32,6 +32,10 @@ with it, any other as plain text; the decision and its reason are in the manifes
 
 Killed at any point, the same command resumes: finished cells are skipped, a partial cell
 continues sample by sample. `thoughtgrad report RUN_DIR` reads every cell.
+
+Under `torchrun --nproc_per_node N -m thoughtgrad grid ...` (or `accelerate launch -m
+thoughtgrad grid ...`) every process measures its share of every cell; process 0 writes
+the manifests and the derived cell and shows the progress.
 """
 
 
@@ -46,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     base = GridConfig(model="")
     add_config_options(p, base, required=("model",),
                        types_={"limit": positive_int, "max_length": positive_int,
-                               "batch_tokens": positive_int})
+                               "batch_tokens": positive_int},
+                       metavars={"device_map": "MAP"})
     add_set_option(p)
     p.set_defaults(func=run)
 
@@ -77,10 +82,20 @@ def _progress(i: int, n: int, cell, result) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from thoughtgrad import distributed
+
+    with distributed.launched() as world:  # torchrun / accelerate launch: one rank each
+        return _run(args, world)
+
+
+def _run(args: argparse.Namespace, world) -> int:
     from thoughtgrad.experiments.grid import Grid
 
     cfg = build_config(args)
-    grid = Grid(cfg, args.out)
+    grid = Grid(cfg, args.out, world=world)
+    if not world.main:  # measures its share of every cell; rank 0 reports
+        grid.run_all()
+        return 0
     print(f"grid: {len(grid.cells)} cells under {grid.path}; model kind {grid.decision.kind}"
           f" ({grid.decision.reason})", file=sys.stderr, flush=True)
     start = time.perf_counter()

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         types_={"top_k": positive_int, "tol": positive_float, "max_iter": positive_int,
                 "trace_samples": nonneg_int, "limit": positive_int,
                 "max_length": positive_int},
-        choices={"regime": REGIMES, "loss_span": LOSS_SPANS, "method": HESSIAN_METHODS})
+        choices={"regime": REGIMES, "loss_span": LOSS_SPANS, "method": HESSIAN_METHODS},
+        metavars={"device_map": "MAP"})
     add_out_option(p, default=DEFAULT_OUT, what="run directory (its hessian table is replaced)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_set_option(p)

@@ -76,9 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices={"method": METHODS, "loss_reduction": LOSS_REDUCTIONS,
                  "loss_span": LOSS_SPANS, "init": INITS})
     r = p.add_argument_group("resources")
-    add_config_options(r, base, only=("batch_tokens", "dtype", "device", "attn_implementation",
-                                      "trust_remote_code"),
-                       types_={"batch_tokens": positive_int},
+    add_config_options(r, base, only=("batch_tokens", "dtype", "device", "device_map",
+                                      "attn_implementation", "trust_remote_code"),
+                       types_={"batch_tokens": positive_int}, metavars={"device_map": "MAP"},
                        choices={"attn_implementation": ATTN_IMPLEMENTATIONS})
     add_set_option(p)
     p.set_defaults(func=run)
@@ -101,10 +101,11 @@ def _run(args: argparse.Namespace, world) -> int:
     import contextlib
 
     from thoughtgrad import distributed
-    from thoughtgrad.experiments.spectra_run import check_resume, run_spectra
+    from thoughtgrad.experiments.spectra_run import check_launch, check_resume, run_spectra
     from thoughtgrad.runs.store import RunDir
 
     cfg = build_config(args)
+    check_launch(cfg, world)
     if world.main:
         if cfg.loss_reduction == "sum":
             print(SUM_NOTE, file=sys.stderr, flush=True)

@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out_option(p, required=True, what="run directory")
     add_config_options(p, base, skip=("model", "data"), choices={"regime": REGIMES},
                        types_={"tau": nonneg_float, "limit": positive_int,
-                               "batch_size": positive_int, "max_length": positive_int})
+                               "batch_size": positive_int, "max_length": positive_int},
+                       metavars={"device_map": "MAP"})
     add_set_option(p)
     p.set_defaults(func=cmd_surprisal)
 

@@ -23,6 +23,13 @@ tooling. Killed at any point, the same command resumes: finished cells are skipp
 is rewritten from its source. Every file of a dataset is read with the same limit (the
 smallest file's length when ``limit`` is unset), so every condition of a dataset holds
 the same sample ids (0-based record indices).
+
+Under ``torchrun`` / ``accelerate launch`` the whole grid is one job: every rank walks the
+cells in the same order and measures its share of every cell (``run_spectra`` with the
+rank's :class:`~thoughtgrad.distributed.World`: samples owned by a stable hash, shards
+tagged with the rank); rank 0 alone writes the grid's and the cells' manifests and the
+derived sum cell. A barrier opens every cell (its manifest exists and the previous cell is
+recorded before any rank reads it); within a measured cell ``run_spectra`` has its own.
 """
 
 from __future__ import annotations
@@ -36,10 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thoughtgrad import distributed
+from thoughtgrad.distributed import World
 from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.spectra_config import ATTN_IMPLEMENTATIONS, SpectraConfig
 from thoughtgrad.experiments.spectra_tables import SAMPLES_TABLE, TABLE
 from thoughtgrad.experiments.sum_control import sum_samples, sum_spectra
+from thoughtgrad.models.placement import parse_device_map
 from thoughtgrad.runs.store import RunDir, check_identity
 
 log = logging.getLogger(__name__)
@@ -117,6 +127,10 @@ class GridConfig:
     """model weights: fp32, bf16, fp16, fp64"""
     device: str = "auto"
     """auto, cpu, cuda, cuda:1 ..."""
+    device_map: str | None = None
+    """spread a model too large for one device over the GPUs (then the CPU) with
+    accelerate: auto, balanced, sequential, or a JSON object / .json file of module path ->
+    device; replaces --device (one process, not under a launcher)"""
     attn_implementation: str = "eager"
     """eager or sdpa"""
     trust_remote_code: bool = False
@@ -141,6 +155,7 @@ class GridConfig:
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise UserError(f"attn_implementation must be one of "
                             f"{', '.join(ATTN_IMPLEMENTATIONS)}")
+        parse_device_map(self.device_map)
 
 
 SampleProgress = Callable[["Cell"], tuple[Callable[[int], None] | None,
@@ -220,7 +235,8 @@ def spectra_config(cfg: GridConfig, cell: Cell, decision: Decision) -> SpectraCo
     stands for)."""
     return SpectraConfig(
         model=cfg.model, data=cell.files, roles=cfg.roles, batch_tokens=cfg.batch_tokens,
-        max_length=cfg.max_length, dtype=cfg.dtype, device=cfg.device, method=cfg.method,
+        max_length=cfg.max_length, dtype=cfg.dtype, device=cfg.device,
+        device_map=cfg.device_map, method=cfg.method,
         limit=cell.limit, chat_template=decision.chat_template,
         system_prompt=cfg.system_prompt, trust_remote_code=cfg.trust_remote_code,
         loss_reduction="sum" if cell.control == "sum" else "mean",
@@ -320,29 +336,48 @@ def _finished(run: RunDir, limit: int) -> bool:
 
 
 class Grid:
-    """A grid run directory: its cells, their spectra runs and the manifest listing them."""
+    """A grid run directory: its cells, their spectra runs and the manifest listing them.
+
+    With a ``world`` of several ranks (a launched job), construct it on every rank: rank 0
+    checks and writes the manifest, the others wait for it and read the encoding decision
+    from it.
+    """
 
     def __init__(self, cfg: GridConfig, out: str | Path, *,
-                 tokenizer_loader: Callable[[], Any] | None = None) -> None:
+                 tokenizer_loader: Callable[[], Any] | None = None,
+                 world: World = distributed.SINGLE) -> None:
+        if world.distributed and cfg.device_map is not None:
+            raise UserError("--device-map under a launcher: every rank would spread its copy "
+                            "of the model over every GPU; use one process with --device-map, "
+                            "or one rank per GPU without it")
         self.cfg = cfg
+        self.world = world
         self.root = Path(cfg.data_root).expanduser()
         self.cells = plan(cfg, self.root)  # checks the data before anything is written
         self.path = Path(out)
-        previous = self._previous_decision()
-        self.decision = previous or decide(cfg, tokenizer_loader)
-        self._check_cells()
-        self.run = RunDir.create(out, command="grid", config=cfg, seed=cfg.seed,
-                                 identity=_grid_identity(cfg, self.root, self.decision))
-        self.run.update_manifest(model=cfg.model, model_kind=self.decision.kind,
-                                 chat_template=self.decision.chat_template,
-                                 chat_template_reason=self.decision.reason)
-        self.entries: dict[str, dict[str, Any]] = {
-            e["name"]: e for e in self.run.manifest().get("cells", []) if "name" in e}
-        for cell in self.cells:
-            old = self.entries.get(cell.name, {})
-            status = old.get("status", "pending")
-            self.entries[cell.name] = {**old, **_cell_entry(cell, status)}
-        self._write_cells()
+        self.entries: dict[str, dict[str, Any]] = {}
+        if world.main:
+            previous = self._previous_decision()
+            self.decision = previous or decide(cfg, tokenizer_loader)
+            self._check_cells()
+            self.run = RunDir.create(out, command="grid", config=cfg, seed=cfg.seed,
+                                     identity=_grid_identity(cfg, self.root, self.decision))
+            self.run.update_manifest(model=cfg.model, model_kind=self.decision.kind,
+                                     chat_template=self.decision.chat_template,
+                                     chat_template_reason=self.decision.reason)
+            self.entries = {e["name"]: e for e in self.run.manifest().get("cells", [])
+                            if "name" in e}
+            for cell in self.cells:
+                old = self.entries.get(cell.name, {})
+                status = old.get("status", "pending")
+                self.entries[cell.name] = {**old, **_cell_entry(cell, status)}
+            self._write_cells()
+        distributed.barrier(world)  # the grid manifest exists before the other ranks read it
+        if not world.main:
+            self.run = RunDir(out)
+            m = self.run.manifest()
+            self.decision = Decision(m["model_kind"], bool(m["chat_template"]),
+                                     m["chat_template_reason"])
 
     def _previous_decision(self) -> Decision | None:
         """A resumed grid keeps the encoding it started with unless told otherwise (no
@@ -381,44 +416,64 @@ class Grid:
         self.run.update_manifest(cells=[self.entries[n] for n in order] + rest)
 
     def _mark(self, cell: Cell, status: str, **extra: Any) -> None:
+        """Record a cell's status in the grid manifest (rank 0's job; other ranks skip)."""
+        if not self.world.main:
+            return
         self.entries[cell.name].update(status=status, **extra)
         self._write_cells()
 
     # -- one cell -----------------------------------------------------------------------
     def run_cell(self, cell: Cell, samples: SampleProgress | None = None) -> CellResult:
         """Measure (or derive) one cell; ``samples(cell)`` gives ``(on_total, progress)``
-        callbacks handed to :func:`~thoughtgrad.experiments.spectra_run.run_spectra`."""
+        callbacks handed to :func:`~thoughtgrad.experiments.spectra_run.run_spectra` (on
+        rank 0 only, with the whole job's counts). In a launched job every rank calls this
+        for every cell, in the same order."""
+        world = self.world
+        distributed.barrier(world)  # the previous cell is recorded before any rank reads
         if cell.derived:
+            if not world.main:  # rank 0 writes the derived cell alone
+                return CellResult(cell.name, "derived")
             return self._derive(cell)
         from thoughtgrad.experiments.spectra_run import run_spectra
 
         d = self.cell_dir(cell)
         scfg = spectra_config(self.cfg, cell, self.decision)
-        if _finished(RunDir(d), cell.limit):
+        if _finished(RunDir(d), cell.limit):  # the same answer on every rank: nothing wrote
             counts = RunDir(d).manifest().get("counts", {})
             self._mark(cell, "completed", counts=counts)
             return CellResult(cell.name, "skipped", samples=counts.get("samples", 0),
                               already_done=counts.get("done", 0))
-        run = RunDir.create(d, command="spectra", config=scfg, seed=scfg.seed,
-                            identity=scfg.identity(),
-                            grid={"run": "../..", "cell": cell.name, "dataset": cell.dataset,
-                                  "control": cell.control},
-                            model_kind=self.decision.kind)
-        self._mark(cell, "running")
+        distributed.barrier(world)  # every rank has read the cell's status
+        if world.main:
+            RunDir.create(d, command="spectra", config=scfg, seed=scfg.seed,
+                          identity=scfg.identity(),
+                          grid={"run": "../..", "cell": cell.name, "dataset": cell.dataset,
+                                "control": cell.control},
+                          model_kind=self.decision.kind)
+            self._mark(cell, "running")
+        distributed.barrier(world)  # the cell's manifest exists before the others open it
+        run = RunDir(d, writer=world.writer)  # each rank's shards carry its tag
         start = time.perf_counter()
-        on_total, advance = samples(cell) if samples is not None else (None, None)
+        on_total, advance = samples(cell) if samples is not None and world.main \
+            else (None, None)
         try:
-            summary = run_spectra(scfg, run, progress=advance, on_total=on_total)
+            summary = run_spectra(scfg, run, progress=advance, on_total=on_total, world=world)
         except KeyboardInterrupt:
-            run.set_status("interrupted")
-            self._mark(cell, "interrupted")
+            if world.main:
+                run.set_status("interrupted")
+                self._mark(cell, "interrupted")
             raise
         except UserError as exc:
-            run.set_status("failed", error=str(exc))
-            self._mark(cell, "failed", error=str(exc))
+            if world.main:
+                run.set_status("failed", error=str(exc))
+                self._mark(cell, "failed", error=str(exc))
             return CellResult(cell.name, "failed", seconds=time.perf_counter() - start,
                               error=str(exc))
         seconds = time.perf_counter() - start
+        if not world.main:
+            return CellResult(cell.name, "completed", samples=summary.samples,
+                              already_done=summary.already_done, computed=summary.computed,
+                              failed=summary.failed, seconds=seconds)
         run.set_status("completed", seconds=round(seconds, 3))
         self._mark(cell, "completed", counts=run.manifest().get("counts", {}), error=None)
         return CellResult(cell.name, "completed", samples=summary.samples,
@@ -478,9 +533,13 @@ class Grid:
                 if progress is not None:
                     progress(i, total, cell, res)
         except KeyboardInterrupt:
-            self.run.set_status("interrupted")
+            if self.world.main:
+                self.run.set_status("interrupted")
             raise
+        distributed.barrier(self.world)  # the ranks finish together
         failed = [r for r in results if r.status == "failed"]
+        if not self.world.main:
+            return results
         if failed:
             self.run.set_status("failed", error=f"{len(failed)} cell(s) failed: "
                                 + ", ".join(r.name for r in failed))

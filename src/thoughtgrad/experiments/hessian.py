@@ -21,6 +21,7 @@ from thoughtgrad import distributed
 from thoughtgrad.distributed import World
 from thoughtgrad.errors import UserError
 from thoughtgrad.experiments.dynamics import check_regime
+from thoughtgrad.models.placement import input_device, offloaded, parse_device_map
 from thoughtgrad.tasks.encode import LOSS_SPANS
 
 HESSIAN_METHODS = ("lanczos", "power")
@@ -60,6 +61,11 @@ class HessianConfig:
     """seed of the dropped steps, the start vectors and the Rademacher vectors"""
     device: str = "auto"
     """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
+    device_map: str | None = None
+    """spread a model too large for one GPU over several with accelerate: auto, balanced,
+    sequential, or a JSON object / .json file of module path -> device, every block on a
+    GPU (the Hessian differentiates the weights, so none may be offloaded); replaces
+    --device"""
     batch_size: int | None = None
     """samples per batch of the Hessian-vector products (default: all in one batch; the
     Hessian is of the mean over every loss token either way); under torchrun the batches
@@ -69,6 +75,7 @@ class HessianConfig:
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
         check_regime(self.regime)
+        parse_device_map(self.device_map)
         if self.loss_span not in LOSS_SPANS:
             raise UserError(f"loss_span must be one of {', '.join(LOSS_SPANS)}")
         if self.method not in HESSIAN_METHODS:
@@ -122,7 +129,6 @@ def measure_hessian(cfg: HessianConfig, *, world: World = distributed.SINGLE) ->
     """Load the model and data, then solve for all parameters and, with ``per_layer``,
     for each block's parameters alone (model in eval mode, attention double-backward-safe).
     Every rank of ``world`` returns the same result."""
-    from thoughtgrad.config import resolve_device
     from thoughtgrad.dynamics.attention import hvp_attention
     from thoughtgrad.dynamics.dataset_hvp import dataset_hvp_operator
     from thoughtgrad.dynamics.hessian import eigenvalues_of, hvp_operator, trace_of
@@ -130,8 +136,16 @@ def measure_hessian(cfg: HessianConfig, *, world: World = distributed.SINGLE) ->
     from thoughtgrad.experiments.dynamics_data import load_examples, probe_batches
     from thoughtgrad.models.hf import load_model
 
-    device = resolve_device(distributed.device_for(world, cfg.device))
-    model = load_model(cfg.model, device=str(device))
+    if world.distributed and cfg.device_map is not None:
+        raise UserError("--device-map under a launcher: every rank would spread its copy of "
+                        "the model over every GPU; use one or the other")
+    model = load_model(cfg.model, device=distributed.device_for(world, cfg.device),
+                       device_map=cfg.device_map)
+    if offloaded(model):
+        raise UserError("--device-map: this map offloads weights (cpu / disk beside a GPU), "
+                        "and the Hessian differentiates the weights themselves; give a map "
+                        "of GPUs only")
+    device = input_device(model)  # a device map's first block; logits come back there
     examples, pad_id, _ = load_examples(model, cfg.model, cfg.data, cfg.regime, seed=cfg.seed,
                                         limit=cfg.limit, max_length=cfg.max_length,
                                         chat_template=cfg.chat_template)

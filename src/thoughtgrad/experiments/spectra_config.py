@@ -10,9 +10,11 @@ from typing import Any
 
 from thoughtgrad.config import identity_of
 from thoughtgrad.errors import UserError
+from thoughtgrad.models.placement import parse_device_map
 from thoughtgrad.tasks.encode import LOSS_SPANS
 
-RESUME_FREE: tuple[str, ...] = ("limit", "device", "batch_tokens", "attn_implementation")
+RESUME_FREE: tuple[str, ...] = ("limit", "device", "device_map", "batch_tokens",
+                                 "attn_implementation")
 """Config fields that may change between a run and its resumption: they select samples
 or place work but do not change any number already written."""
 
@@ -50,6 +52,10 @@ class SpectraConfig:
     """model weights: fp32, bf16, fp16, fp64"""
     device: str = "auto"
     """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
+    device_map: str | None = None
+    """spread a model too large for one device over the GPUs (then the CPU) with
+    accelerate: auto, balanced, sequential, or a JSON object / .json file of module path ->
+    device; replaces --device; the numbers are those of one device"""
     method: str = "fast"
     """fast: one batched backward, exact spectra from small QR cores; reference: the
     paper's per-sample backward + full SVD (slow)"""
@@ -105,6 +111,7 @@ class SpectraConfig:
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise UserError(f"attn_implementation must be one of "
                             f"{', '.join(ATTN_IMPLEMENTATIONS)}, got {self.attn_implementation!r}")
+        parse_device_map(self.device_map)  # a bad map fails before any work
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""

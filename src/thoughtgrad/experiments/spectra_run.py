@@ -59,6 +59,7 @@ from thoughtgrad.experiments.spectra_tables import (
     with_settings,
 )
 from thoughtgrad.models.hf import model_provenance
+from thoughtgrad.models.placement import input_device
 from thoughtgrad.runs.store import RunDir, check_identity, file_sha256
 from thoughtgrad.tasks.encode import EncodeConfig, EncodeError, encode, token_batches
 from thoughtgrad.tasks.records import load_many
@@ -85,7 +86,7 @@ def load(cfg: SpectraConfig) -> tuple[nn.Module, Any]:
     from thoughtgrad.models.hf import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    model = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device,
+    model = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device, device_map=cfg.device_map,
                        trust_remote_code=cfg.trust_remote_code,
                        attn_implementation=cfg.attn_implementation)
     if cfg.init == "random":
@@ -96,8 +97,10 @@ def load(cfg: SpectraConfig) -> tuple[nn.Module, Any]:
 def reinitialise(model: nn.Module, seed: int) -> nn.Module:
     """A freshly initialised model of the same architecture, seeded; same dtype and device.
 
-    Hugging Face models are rebuilt from their config (their own init scheme); gpt_mini
-    re-runs its seeded ``reset_parameters``. The global RNG is left untouched.
+    Hugging Face models are rebuilt from their config (their own init scheme) on the CPU
+    and placed where ``model`` is: on its device, or by its device map (accelerate's
+    ``dispatch_model``; a map offloading to disk cannot be re-created); gpt_mini re-runs its
+    seeded ``reset_parameters``. The global RNG is left untouched.
     """
     if getattr(getattr(model, "config", None), "model_type", None) == "gpt_mini":
         model.reset_parameters(seed)
@@ -107,13 +110,22 @@ def reinitialise(model: nn.Module, seed: int) -> nn.Module:
         raise UserError(f"--init random: cannot re-initialise a {type(model).__name__}")
     from transformers import AutoModelForCausalLM
 
-    device = next(model.parameters()).device
+    from thoughtgrad.models.placement import input_device
+
     attn = getattr(config, "_attn_implementation", None) or "eager"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fresh = AutoModelForCausalLM.from_config(config, dtype=model.dtype,
                                                  attn_implementation=attn)
-    return fresh.to(device).eval()
+    device_map = getattr(model, "hf_device_map", None)  # set by accelerate's dispatch
+    if not device_map:
+        return fresh.to(input_device(model)).eval()
+    if "disk" in device_map.values():
+        raise UserError("--init random: cannot re-create a device map that offloads to disk; "
+                        "give a map of GPUs and CPU")
+    from accelerate import dispatch_model
+
+    return dispatch_model(fresh, device_map=dict(device_map)).eval()
 
 
 def model_max_length(model: nn.Module) -> int | None:
@@ -177,6 +189,14 @@ def check_resume(cfg: SpectraConfig, run: RunDir) -> None:
                             f"use a new --out")
 
 
+def check_launch(cfg: SpectraConfig, world: World) -> None:
+    """Refuse a device map under a launcher (one line, on every rank, before any work)."""
+    if world.distributed and cfg.device_map is not None:
+        raise UserError("--device-map under a launcher: every rank would spread its copy of "
+                        "the model over every GPU; use one process with --device-map, or one "
+                        "rank per GPU without it")
+
+
 # -- the run ---------------------------------------------------------------------------------
 def run_spectra(cfg: SpectraConfig, run: RunDir, *,
                 progress: Callable[[int], None] | None = None,
@@ -195,6 +215,7 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
     callbacks are called on rank 0 only, with the whole job's numbers, and the summary's
     counts are sums over the ranks.
     """
+    check_launch(cfg, world)
     records = load_many(cfg.data, conditions=cfg.condition, limit=cfg.limit,
                         prompt_field=cfg.prompt_field, response_field=cfg.response_field)
     if world.main:
@@ -214,7 +235,8 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
 
     seed_everything(cfg.seed)
     model, tokenizer = load(cfg)
-    run.update_manifest(model_provenance=model_provenance(cfg.model))  # GGUF name, sha256
+    if world.main:
+        run.update_manifest(model_provenance=model_provenance(cfg.model))  # GGUF name, sha256
     _check_roles(model, cfg)
     limit = model_max_length(model)
     if cfg.max_length is not None:
@@ -247,7 +269,7 @@ def run_spectra(cfg: SpectraConfig, run: RunDir, *,
     if progress is not None and world.main and first:
         progress(int(first))
 
-    device = next(model.parameters()).device
+    device = input_device(model)  # where the batches go (a device map's first block)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     n_rows, n_failed, n_computed = 0, len(failed_rows), 0
     batches = list(token_batches([len(it.encoded) for it in items], cfg.batch_tokens))

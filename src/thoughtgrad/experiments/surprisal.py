@@ -12,6 +12,7 @@ import pandas as pd
 
 from thoughtgrad.dynamics.surprisal import DEFAULT_TAU
 from thoughtgrad.experiments.dynamics import check_regime
+from thoughtgrad.models.placement import input_device, parse_device_map
 from thoughtgrad.runs.store import RunDir
 
 
@@ -41,9 +42,14 @@ class SurprisalConfig:
     """seed of the dropped reasoning steps"""
     device: str = "auto"
     """auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ..."""
+    device_map: str | None = None
+    """spread a model too large for one device over the GPUs (then the CPU) with
+    accelerate: auto, balanced, sequential, or a JSON object / .json file of module path ->
+    device; replaces --device"""
 
     def __post_init__(self) -> None:
         check_regime(self.regime)
+        parse_device_map(self.device_map)
 
     @property
     def label(self) -> str:
@@ -55,13 +61,12 @@ def run_surprisal(cfg: SurprisalConfig, run: RunDir) -> pd.DataFrame:
     """Measure ``cfg``'s condition and replace that condition's rows in ``run``'s
     ``surprisal``, ``surprisal_samples`` and ``surprisal_failed`` tables (other conditions
     are kept); return every condition's ``surprisal_samples`` rows."""
-    from thoughtgrad.config import resolve_device
     from thoughtgrad.experiments.dynamics import measure_surprisal
     from thoughtgrad.experiments.dynamics_data import load_examples
     from thoughtgrad.models.hf import load_model
 
-    device = resolve_device(cfg.device)
-    model = load_model(cfg.model, device=str(device))
+    model = load_model(cfg.model, device=cfg.device, device_map=cfg.device_map)
+    device = input_device(model)  # a device map's first block; logits come back there
     examples, pad_id, failed = load_examples(model, cfg.model, cfg.data, cfg.regime,
                                              seed=cfg.seed, limit=cfg.limit,
                                              max_length=cfg.max_length,

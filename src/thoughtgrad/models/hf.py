@@ -170,15 +170,22 @@ def _load_errors() -> tuple[type[BaseException], ...]:
 
 
 def load_model(name_or_dir: str | Path, *, dtype: str = "fp32", device: str = "auto",
-               trust_remote_code: bool = False, attn_implementation: str = "eager") -> nn.Module:
+               device_map: str | None = None, trust_remote_code: bool = False,
+               attn_implementation: str = "eager") -> nn.Module:
     """A causal LM in eval mode on ``device``, weights in ``dtype`` (fp32, bf16, fp16, fp64).
 
-    ``name_or_dir`` is any name of the module docstring. ``attn_implementation`` is
-    ``eager`` (exact, any dtype) or ``sdpa``. Remote code runs only with
-    ``trust_remote_code``.
+    ``name_or_dir`` is any name of the module docstring. ``device_map`` (a
+    ``--device-map`` value, :func:`~thoughtgrad.models.placement.parse_device_map`) places
+    a Hugging Face model with accelerate instead, block by block over the GPUs (then CPU,
+    disk), and ``device`` is not used; gpt_mini checkpoints take no device map.
+    ``attn_implementation`` is ``eager`` (exact, any dtype) or ``sdpa``. Remote code runs
+    only with ``trust_remote_code``.
     """
+    from thoughtgrad.models.placement import parse_device_map
+
     torch_dtype = resolve_dtype(dtype)
-    dev = resolve_device(device)
+    placement = parse_device_map(device_map)
+    dev = resolve_device(device) if placement is None else None
     source = resolve_model(name_or_dir)
     local = Path(source) if Path(source).is_dir() else None
     if local is not None:
@@ -187,19 +194,34 @@ def load_model(name_or_dir: str | Path, *, dtype: str = "fp32", device: str = "a
         if _model_type(local) == "gpt_mini":
             from thoughtgrad.models.gpt_mini import GPTMini
 
+            if placement is not None:
+                raise UserError(f"model {local}: a gpt_mini checkpoint takes --device, not "
+                                "--device-map")
             return GPTMini.load(local, device=dev).to(torch_dtype).eval()
         if not any(next(local.glob(p), None) for p in WEIGHT_PATTERNS):
             raise UserError(f"model directory {local}: no weights (expected model.safetensors "
                             "or pytorch_model.bin)")
     from transformers import AutoModelForCausalLM
 
+    placed = {} if placement is None else {"device_map": placement}
+    if placement is not None:
+        _check_accelerate()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=torch_dtype, trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation)
+            attn_implementation=attn_implementation, **placed)
     except _load_errors() as exc:
         raise _load_error("model", name_or_dir, local, exc) from None
-    return model.to(dev).eval()
+    return (model if dev is None else model.to(dev)).eval()
+
+
+def _check_accelerate() -> None:
+    """``--device-map`` is accelerate's big-model loading: say how to install it."""
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        raise UserError("--device-map needs the accelerate package: pip install -e '.[hf]'"
+                        ) from None
 
 
 def load_tokenizer(name_or_dir: str | Path, *, trust_remote_code: bool = False) -> Any:

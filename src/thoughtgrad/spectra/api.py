@@ -57,10 +57,18 @@ def layer_spectra(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[T
     ``D^T X`` where that is cheaper) are taken in float64 for a float64 model, else float32
     (``compute_dtype`` overrides), spectra as float64 Gram eigenvalues.
     ``method="reference"`` is the slow per-sample backward + float64 SVD of each real weight
-    gradient. The model's weights, flags and modes are left as they were.
+    gradient; it needs every weight in memory (no offloading device map). The model's
+    weights, flags and modes are left as they were. A model placed by a device map works
+    as it is (inputs on the device of its token embeddings).
     """
+    from thoughtgrad.models.placement import offloaded
+
     if method not in METHODS:
         raise UserError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "reference" and offloaded(model):
+        raise UserError("method reference differentiates the weights themselves, and this "
+                        "device map offloads some (cpu / disk); use method fast or a map that "
+                        "keeps every block on a GPU")
     if loss_reduction not in ("mean", "sum"):
         raise UserError(f"loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}")
     ids, labels, mask = _prepare(input_ids, labels, attention_mask)

@@ -13,6 +13,11 @@ With a ``consumer``, a module's factors are handed over as soon as the gradient 
 forward call arrives, and dropped from the capture: the backward then never holds more
 than one module's ``D`` and only the ``X`` of modules it has not reached yet.
 
+Devices follow the modules. A model placed by a device map runs each block on its own
+device; a module's ``X`` is kept on the device its output was computed on (where its ``D``
+arrives), moved there when a hook outside the module (accelerate's) delivered the input
+elsewhere, so a consumer computes each module's statistics on that module's device.
+
 Per-layer-type knowledge sits in one registry: ``@register_capture(nn.Linear)``,
 ``@register_capture(Conv1D)``. A rule has the signature
 ``(module, inputs, grad_output) -> dict[str, Factors]`` keyed by parameter name, where
@@ -201,7 +206,7 @@ def _make_forward_hook(name: str, cap: Capture, handles: list) -> Callable:
     def hook(_mod: nn.Module, inputs: tuple, out: Tensor) -> None:
         calls = cap.inputs.setdefault(name, [])
         call = len(calls)
-        calls.append(inputs[0].detach())
+        calls.append(inputs[0].detach().to(out.device))  # X where the module ran (D's device)
         if not out.requires_grad:
             return
         cap.hooked[name] = cap.hooked.get(name, 0) + 1
@@ -225,14 +230,18 @@ def forward_logits(model: nn.Module, input_ids: Int[Tensor, "B T"],
     All positions (B T V) by default; with ``keep``, only the kept positions, flattened in
     row-major order (N V). Hugging Face models then apply the LM head to the kept positions
     only (``logits_to_keep`` boolean mask), which skips the vocabulary projection on prompt
-    tokens.
+    tokens; a model spread over several devices gets all positions and the kept ones are
+    taken afterwards (its last hidden states need not be on the mask's device). Logits are
+    on the device the model returns them on: with a device map, that of ``input_ids``.
     """
-    kw = {} if keep is None else {"logits_to_keep": keep}
+    from thoughtgrad.models.placement import spans_devices
+
+    kw = {} if keep is None or spans_devices(model) else {"logits_to_keep": keep}
     try:
         out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kw)
     except TypeError:  # a model without logits_to_keep (gpt_mini)
         out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     logits = out.logits if hasattr(out, "logits") else out[0]
     if keep is not None and logits.dim() == 3:
-        logits = logits[keep]  # N V
+        logits = logits[keep.to(logits.device)]  # N V
     return logits

@@ -9,6 +9,12 @@ when the shapes make it cheaper, ``D^T X`` itself; float64 Gram eigenvalues) and
 ``D`` are dropped. Peak memory is the model's own forward/backward plus the not-yet-reached
 layers' ``X``, never all layers' ``D``.
 
+Each module's statistics are computed on the device of its ``X`` and ``D`` (its own device
+under a device map, see :mod:`~thoughtgrad.spectra.capture`) in float32, or float64 for a
+float64 model: bf16 / fp16 factors are upcast before any QR, core or Gram is formed, and
+the Gram eigenvalues are float64. Only the per-sample statistics travel, to the CPU. The
+loss is taken on the device of the logits, with the labels moved there.
+
 Samples are independent in a causal LM with right padding, so the gradient of the summed
 per-sample losses restricted to sample s's rows is exactly the gradient of sample s's own
 loss. Rows past a sample's last loss-predicting position have ``D = 0`` exactly (nothing
@@ -135,7 +141,7 @@ class _Statistics:
 
 def _input_key(inputs: list[Tensor]) -> tuple:
     """Identity of a module's captured inputs (storage and layout of every call)."""
-    return tuple((t.data_ptr(), tuple(t.shape), t.stride()) for t in inputs)
+    return tuple((t.device, t.data_ptr(), tuple(t.shape), t.stride()) for t in inputs)
 
 
 def _rows(a: Tensor, members: list[int], width: int, calls: int, batch: int) -> Tensor:
@@ -162,6 +168,7 @@ def fast_table(model: nn.Module, ids: Tensor, labels: Tensor, mask: Tensor,
     with capturing(model, modules, consumer=consumer) as cap:
         with record_function("spectra.forward"):
             logits = forward_logits(model, ids, mask, keep=keep)  # N V
+            labels, tok_mask, keep = (t.to(logits.device) for t in (labels, tok_mask, keep))
             ce = kept_token_cross_entropy(logits, labels[:, 1:][tok_mask])  # N
             rows_of = torch.nonzero(keep)[:, 0]  # N: sample of each kept position
             ce_sum = torch.zeros(ids.shape[0], dtype=ce.dtype, device=ce.device).index_add(

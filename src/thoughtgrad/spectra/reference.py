@@ -69,7 +69,7 @@ def reference_rows(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[
             ids = input_ids[s:s + 1, :length]  # 1 T
             lab = labels[s:s + 1, :length]  # 1 T
             logits = forward_logits(model, ids, torch.ones_like(ids))
-            ce, mask = token_cross_entropy(logits, lab)
+            ce, mask = token_cross_entropy(logits, lab.to(logits.device))
             objective = sample_losses(ce, mask, loss_reduction).sum()
             grads = dict(zip(names, torch.autograd.grad(objective, [params[n] for n in names]),
                              strict=True))
