@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                  "loss_span": LOSS_SPANS, "init": INITS})
     r = p.add_argument_group("resources")
     add_config_options(r, base, only=("batch_tokens", "dtype", "device", "attn_implementation",
-                                      "trust_remote_code"),
+                                      "recompute_layers", "trust_remote_code"),
                        types_={"batch_tokens": positive_int},
                        choices={"attn_implementation": ATTN_IMPLEMENTATIONS})
     add_set_option(p)
