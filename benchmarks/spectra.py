@@ -28,7 +28,7 @@ model; for ``random:smollm2`` the installed SmolLM2 GGUF's by default).
 
 ``--profile`` prints where (b)'s time goes, per stage, under ``torch.profiler``; with
 ``PYTHONPATH`` pointing at another checkout (e.g. main's ``src``) the same table is made
-by op names for code without stage labels. ``--memory 1024,4096,16384`` runs (b) and (c)
+by op names for code without stage labels. ``--memory 1024,4096,16384`` runs (b), (b) with ``recompute_layers`` and (c)
 in child processes at those batch-token budgets (samples of ``--max-tokens``) and prints
 peak RSS; ``--memory-src`` adds a column for another checkout's ``src`` (before/after).
 
@@ -222,10 +222,13 @@ def plain_backward(model, ids, labels, mask) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def ours(model, ids, labels, mask, *, spectra=None):
-    """(b): ``layer_spectra`` of this checkout, or of ``spectra`` (see :func:`before`)."""
+def ours(model, ids, labels, mask, *, spectra=None, recompute_layers=False):
+    """(b): ``layer_spectra`` of this checkout, or of ``spectra`` (see :func:`before`);
+    ``recompute_layers``: with activation checkpointing of the layer blocks."""
     if spectra is None:
         from thoughtgrad import spectra
+    if recompute_layers:
+        return spectra.layer_spectra(model, ids, labels, mask, recompute_layers=True)
     return spectra.layer_spectra(model, ids, labels, mask)
 
 
@@ -365,7 +368,9 @@ def memory_child(args: argparse.Namespace) -> None:
     (ids, labels, mask), = batches(random_samples(n, per, per, model.config.vocab_size,
                                                   args.seed), 0)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    {"ours": ours, "plain": plain_backward}[args.memory_what](model, ids, labels, mask)
+    contenders = {"ours": ours, "plain": plain_backward,
+                  "recompute": lambda *b: ours(*b, recompute_layers=True)}
+    contenders[args.memory_what](model, ids, labels, mask)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_mb": peak, "model_mb": base, "tokens": int(mask.sum())}))
 
@@ -378,11 +383,12 @@ def memory_table(args: argparse.Namespace) -> None:
         srcs = {"before": args.memory_src, "ours": here}
     print(f"peak RSS (MB) of one batch, model {args.model}, samples of {args.max_tokens} tokens,"
           f" threads {torch.get_num_threads()}, attention {args.attn}")
-    print(f"  {'tokens':>8}" + "".join(f"{k + ' (b)':>14}" for k in srcs) + f"{'(c) plain':>14}"
-          + f"{'model alone':>14}")
+    print(f"  {'tokens':>8}" + "".join(f"{k + ' (b)':>14}" for k in srcs)
+          + f"{'(b) recompute':>15}{'(c) plain':>14}{'model alone':>14}")
     for budget in budgets:
         cells = []
-        for what, src in [*(("ours", s) for s in srcs.values()), ("plain", here)]:
+        for what, src in [*(("ours", s) for s in srcs.values()), ("recompute", here),
+                          ("plain", here)]:
             cmd = [sys.executable, __file__, "--model", args.model, "--hidden", args.hidden,
                    "--layers", str(args.layers), "--vocab", str(args.vocab),
                    "--max-tokens", str(args.max_tokens), "--seed", str(args.seed),
@@ -391,7 +397,8 @@ def memory_table(args: argparse.Namespace) -> None:
             env = {**os.environ, "PYTHONPATH": src}
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             cells.append(json.loads(res.stdout.strip().splitlines()[-1]))
-        print(f"  {cells[0]['tokens']:>8}" + "".join(f"{c['peak_mb']:14.0f}" for c in cells)
+        print(f"  {cells[0]['tokens']:>8}" + "".join(f"{c['peak_mb']:14.0f}" for c in cells[:-2])
+              + f"{cells[-2]['peak_mb']:15.0f}{cells[-1]['peak_mb']:14.0f}"
               + f"{cells[0]['model_mb']:14.0f}", flush=True)
 
 

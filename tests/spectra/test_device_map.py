@@ -98,8 +98,10 @@ def test_accelerate_hooks_and_disk_offload_give_the_same_table(tmp_path, monkeyp
         "model.layers.1": "disk"}), offload_dir=str(tmp_path / "offload"))
     for model in (hooked, disk):
         before = {n: p.requires_grad for n, p in model.named_parameters()}
-        bad = mismatches(layer_spectra(model, ids, labels, mask), want, rtol=1e-12)
-        assert not bad, "\n".join(bad)
+        for recompute in (False, True):  # layer recomputation runs through the hooks too
+            got = layer_spectra(model, ids, labels, mask, recompute_layers=recompute)
+            bad = mismatches(got, want, rtol=1e-12)
+            assert not bad, "\n".join(bad)
         assert {n: p.requires_grad for n, p in model.named_parameters()} == before
     with pytest.raises(UserError, match="offloads"):
         layer_spectra(disk, ids, labels, mask, method="reference")

@@ -245,3 +245,32 @@ def test_bfloat16_model_against_float64_reference_on_the_same_weights(bf16_dirs,
                 for (_, r), e in zip(ref.iterrows(), err, strict=True) if e > bound]
     assert not bad, f"{len(bad)} beyond the bf16 bound (largest {worst:.3g}):\n" + "\n".join(bad)
     assert worst > 0  # the bf16 model really ran in bf16
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gpt_neox", "gpt_mini", "gemma2"])
+def test_recomputed_layers_match_reference(arch):
+    """Activation checkpointing of the layer blocks: X comes from the recomputation inside
+    the backward, D of a block's last layer waits for it; the table is the same."""
+    model = tiny_model(arch, vocab_size=512).double()
+    ids, labels, mask = batch([9, 21, 40], [4, 12, 30])
+    fast = layer_spectra(model, ids, labels, mask, include_fused=True, recompute_layers=True)
+    ref = layer_spectra(model, ids, labels, mask, include_fused=True, method="reference")
+    bad = mismatches(fast, ref)
+    assert not bad, f"{len(bad)} mismatches:\n" + "\n".join(bad)
+    plain = layer_spectra(model, ids, labels, mask, include_fused=True)
+    pd.testing.assert_frame_equal(fast, plain, rtol=1e-9)
+    assert "forward" not in vars(model.get_submodule(fast_blocks(model)[0]))  # unpatched
+
+
+def fast_blocks(model) -> list[str]:
+    from thoughtgrad.spectra.capture import layer_blocks
+    return list(layer_blocks(model, [v.module for v in matrix_views(model)]))
+
+
+def test_recomputed_layers_refuse_a_module_run_twice():
+    from thoughtgrad.errors import UserError
+
+    model = tiny_model("gpt_mini", vocab_size=512, n_loops=2).double()
+    ids, labels, mask = batch([10, 17], [5, 9])
+    with pytest.raises(UserError, match="more than once per forward"):
+        layer_spectra(model, ids, labels, mask, recompute_layers=True)

@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                  "loss_span": LOSS_SPANS, "init": INITS})
     r = p.add_argument_group("resources")
     add_config_options(r, base, only=("batch_tokens", "dtype", "device", "device_map",
-                                      "attn_implementation", "trust_remote_code"),
+                                      "attn_implementation", "recompute_layers",
+                                      "trust_remote_code"),
                        types_={"batch_tokens": positive_int}, metavars={"device_map": "MAP"},
                        choices={"attn_implementation": ATTN_IMPLEMENTATIONS})
     add_set_option(p)

@@ -133,6 +133,9 @@ class GridConfig:
     device; replaces --device (one process, not under a launcher)"""
     attn_implementation: str = "eager"
     """eager or sdpa"""
+    recompute_layers: bool = False
+    """recompute each layer block's forward in the backward: far less memory, one more
+    forward of time, the same numbers"""
     trust_remote_code: bool = False
     """allow a hub model's own code to run"""
 
@@ -242,7 +245,7 @@ def spectra_config(cfg: GridConfig, cell: Cell, decision: Decision) -> SpectraCo
         loss_reduction="sum" if cell.control == "sum" else "mean",
         loss_span="answer" if cell.control == "answer" else "response",
         init="random" if cell.control == "random" else "pretrained", seed=cfg.seed,
-        attn_implementation=cfg.attn_implementation)
+        attn_implementation=cfg.attn_implementation, recompute_layers=cfg.recompute_layers)
 
 
 # -- instruct or base --------------------------------------------------------------------

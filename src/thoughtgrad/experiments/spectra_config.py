@@ -14,7 +14,7 @@ from thoughtgrad.models.placement import parse_device_map
 from thoughtgrad.tasks.encode import LOSS_SPANS
 
 RESUME_FREE: tuple[str, ...] = ("limit", "device", "device_map", "batch_tokens",
-                                 "attn_implementation")
+                                 "attn_implementation", "recompute_layers")
 """Config fields that may change between a run and its resumption: they select samples
 or place work but do not change any number already written."""
 
@@ -91,6 +91,10 @@ class SpectraConfig:
     attn_implementation: str = "eager"
     """attention kernel: eager (exact in any dtype) or sdpa (faster; same numbers up to
     rounding, so a run may resume with the other)"""
+    recompute_layers: bool = False
+    """recompute each layer block's forward inside the backward (activation
+    checkpointing): peak memory falls to the blocks' inputs plus one block, for one more
+    forward pass of time; the same numbers"""
 
     def __post_init__(self) -> None:
         if not self.data:

@@ -383,7 +383,7 @@ def _rows(model: nn.Module, batch: Sequence[Item], cfg: SpectraConfig, pad_id: i
     ids, labels, mask = collate([it.encoded for it in batch], pad_id)
     df = layer_spectra(model, ids.to(device), labels.to(device), mask.to(device),
                        roles=cfg.roles, method=cfg.method, loss_reduction=cfg.loss_reduction,
-                       include_fused=cfg.include_fused)
+                       include_fused=cfg.include_fused, recompute_layers=cfg.recompute_layers)
     lab = label_frame([it.record for it in batch]).assign(sample=range(len(batch)))
     out = lab.merge(df, on="sample", how="inner", validate="one_to_many").drop(columns="sample")
     return with_settings(out, cfg)[list(COLUMNS)]

@@ -36,7 +36,8 @@ def layer_spectra(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[T
                   attention_mask: Int[Tensor, "B T"] | None = None, *,
                   roles: Iterable[str] | None = None, method: str = "fast",
                   loss_reduction: str = "mean", include_fused: bool = False,
-                  compute_dtype: torch.dtype | None = None) -> pd.DataFrame:
+                  compute_dtype: torch.dtype | None = None,
+                  recompute_layers: bool = False) -> pd.DataFrame:
     """Singular-value statistics of each sample's loss gradient for every weight matrix.
 
     Inputs are a right-padded batch: ``attention_mask`` 1 on real tokens (default all),
@@ -56,6 +57,9 @@ def layer_spectra(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[T
     ``method="fast"`` is exact (see :mod:`~thoughtgrad.spectra.fast`); QR factors (or
     ``D^T X`` where that is cheaper) are taken in float64 for a float64 model, else float32
     (``compute_dtype`` overrides), spectra as float64 Gram eigenvalues.
+    ``recompute_layers`` (fast method) recomputes each layer block's forward in the
+    backward (activation checkpointing): far less memory, one more forward of time, the
+    same numbers.
     ``method="reference"`` is the slow per-sample backward + float64 SVD of each real weight
     gradient; it needs every weight in memory (no offloading device map). The model's
     weights, flags and modes are left as they were. A model placed by a device map works
@@ -77,7 +81,8 @@ def layer_spectra(model: nn.Module, input_ids: Int[Tensor, "B T"], labels: Int[T
         rows = reference_rows(model, ids, labels, mask, views, loss_reduction=loss_reduction)
         return pd.DataFrame(rows, columns=list(COLUMNS))
     return fast_table(model, ids, labels, mask, views, list(COLUMNS),
-                      loss_reduction=loss_reduction, compute_dtype=compute_dtype)
+                      loss_reduction=loss_reduction, compute_dtype=compute_dtype,
+                      recompute_layers=recompute_layers)
 
 
 def _prepare(input_ids: Tensor, labels: Tensor, attention_mask: Tensor | None

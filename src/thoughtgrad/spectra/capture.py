@@ -18,6 +18,14 @@ device; a module's ``X`` is kept on the device its output was computed on (where
 arrives), moved there when a hook outside the module (accelerate's) delivered the input
 elsewhere, so a consumer computes each module's statistics on that module's device.
 
+With ``recompute_layers`` (activation checkpointing), each block of the model's layer list
+(``model.layers.3``, ``blocks.0``) runs under :func:`torch.utils.checkpoint.checkpoint`:
+the forward keeps only every block's input, and the backward recomputes one block's
+forward just before it needs it. The hooks then record only the shape of ``X`` in the
+forward and take ``X`` from the recomputation; a module's ``D`` that arrives before its
+block is recomputed (the block's last layer) waits for it. Peak memory is then the blocks'
+inputs plus one block, for one more forward pass of time; the numbers do not change.
+
 Per-layer-type knowledge sits in one registry: ``@register_capture(nn.Linear)``,
 ``@register_capture(Conv1D)``. A rule has the signature
 ``(module, inputs, grad_output) -> dict[str, Factors]`` keyed by parameter name, where
@@ -29,7 +37,7 @@ layer's output features (the rows :mod:`thoughtgrad.models.roles` slices fused w
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -122,6 +130,17 @@ class Capture:
     hooked: dict[str, int] = field(default_factory=dict)
     modules: dict[str, nn.Module] = field(default_factory=dict)
     consumer: Consumer | None = None
+    recomputed: frozenset[str] = frozenset()
+    """Modules inside a recomputed block: their ``X`` comes from the recomputation."""
+    on_recomputed: Callable[[dict[str, list[Tensor]]], None] | None = None
+    """Called with a block's freshly recomputed inputs before any of them is handed over
+    (the consumer counts which modules share an input)."""
+    recomputing: bool = False
+    fresh: list[str] = field(default_factory=list)
+
+    def ready(self, name: str) -> bool:
+        """Whether every forward call of the module has its real ``X`` (not a shape)."""
+        return all(not x.is_meta for x in self.inputs.get(name, ()))
 
     def hand_over(self, name: str) -> None:
         """Give the module's factors to the consumer, then forget its inputs and gradients."""
@@ -131,12 +150,28 @@ class Capture:
         self.hooked.pop(name, None)
         self.consumer(name, factors, inputs)
 
+    def block_recomputed(self) -> None:
+        """After a block's recomputation: announce its inputs, then hand over the modules
+        whose gradients all arrived already."""
+        fresh = {name: self.inputs[name] for name in self.fresh if name in self.inputs}
+        self.fresh.clear()
+        if self.on_recomputed is not None:
+            self.on_recomputed(fresh)
+        for name in fresh:
+            if self.consumer is not None and len(self.grads.get(name, {})) == \
+                    self.hooked.get(name, 0) > 0:
+                self.hand_over(name)
+
     def flush(self) -> None:
         """Hand every module still captured to the consumer (modules some of whose calls
-        got no gradient: their ``D`` is zero there)."""
+        got no gradient: their ``D`` is zero there; a block never recomputed got no
+        gradient at all, its ``X`` is taken as zeros of the recorded shape)."""
         if self.consumer is None:
             return
         for name in list(self.inputs):
+            device = self.modules[name].weight.device
+            self.inputs[name] = [torch.zeros(x.shape, dtype=x.dtype, device=device)
+                                 if x.is_meta else x for x in self.inputs[name]]
             self.hand_over(name)
 
     def factors(self, name: str, module: nn.Module) -> Factors:
@@ -171,24 +206,81 @@ def input_embeddings(model: nn.Module) -> nn.Module:
     raise UserError(f"model {type(model).__name__}: cannot find its input embeddings")
 
 
+def layer_blocks(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
+    """The blocks holding the modules ``names``: for each, its outermost ancestor that is
+    an element of an ``nn.ModuleList`` (``model.layers.3``); modules in no list have none."""
+    blocks: dict[str, nn.Module] = {}
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            parent = model.get_submodule(".".join(parts[:i - 1])) if i > 1 else model
+            if isinstance(parent, nn.ModuleList) and i > 1:
+                path = ".".join(parts[:i])
+                blocks[path] = model.get_submodule(path)
+                break
+    return blocks
+
+
+def _checkpointed_forward(block: nn.Module, cap: Capture) -> Callable:
+    """``block``'s forward run under non-reentrant activation checkpointing; the second
+    run of the function (the recomputation, inside the backward) fills ``cap``'s inputs."""
+    from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
+
+    inner = block.forward
+
+    def forward(*args: object, **kwargs: object) -> object:
+        if not torch.is_grad_enabled():
+            return inner(*args, **kwargs)
+        runs = [0]
+
+        def run(*a: object, **k: object) -> object:
+            runs[0] += 1
+            if runs[0] == 1:
+                return inner(*a, **k)
+            cap.recomputing = True
+            try:
+                return inner(*a, **k)
+            finally:
+                cap.recomputing = False
+                cap.block_recomputed()
+
+        # every module's hook must fire in the recomputation, not only up to the last
+        # tensor the backward needs
+        with set_checkpoint_early_stop(False):
+            return checkpoint(run, *args, use_reentrant=False, **kwargs)
+
+    return forward
+
+
 @contextlib.contextmanager
 def capturing(model: nn.Module, modules: Mapping[str, nn.Module], *,
-              consumer: Consumer | None = None) -> Iterator[Capture]:
+              consumer: Consumer | None = None,
+              recompute_layers: bool = False) -> Iterator[Capture]:
     """Freeze ``model``, make activations carry grad, capture X and D of ``modules``.
 
     Yields a :class:`Capture` filled by the forward and backward passes run inside the
     block; with ``consumer``, each module's :class:`Factors` go to ``consumer(name,
     factors)`` (inside the backward) as soon as they are complete, and are not kept; call
     :meth:`Capture.flush` after the backward for modules left incomplete. Hooks are removed
-    and parameter/mode flags restored on exit, always.
+    and parameter/mode flags restored on exit, always. ``recompute_layers`` (needs a
+    consumer): activation checkpointing of the model's layer blocks, see the module
+    docstring.
     """
     for name, module in modules.items():
         rule_for(module)  # fail before touching the model
         if not name:
             raise UserError("cannot capture the root module")
-    cap = Capture(modules=dict(modules), consumer=consumer)
+    blocks = layer_blocks(model, modules) if recompute_layers else {}
+    if recompute_layers and consumer is None:
+        raise ValueError("recompute_layers needs a consumer")
+    inside = frozenset(n for n in modules if any(n.startswith(b + ".") for b in blocks))
+    cap = Capture(modules=dict(modules), consumer=consumer, recomputed=inside)
     handles: list[torch.utils.hooks.RemovableHandle] = []
+    patched: list[tuple[nn.Module, object]] = []  # block, its own forward attribute if any
     try:
+        for block in blocks.values():
+            patched.append((block, block.__dict__.get("forward")))
+            block.forward = _checkpointed_forward(block, cap)
         with frozen(model):
             def embed_hook(_mod: nn.Module, _inp: tuple, out: Tensor) -> Tensor:
                 return out.detach().requires_grad_(True)
@@ -200,13 +292,30 @@ def capturing(model: nn.Module, modules: Mapping[str, nn.Module], *,
     finally:
         for h in handles:
             h.remove()
+        for block, own in patched:  # the forward it had (an accelerate hook's, or none)
+            if own is None:
+                del block.forward
+            else:
+                block.forward = own
 
 
 def _make_forward_hook(name: str, cap: Capture, handles: list) -> Callable:
+    recomputed = name in cap.recomputed
+
     def hook(_mod: nn.Module, inputs: tuple, out: Tensor) -> None:
+        x = inputs[0].detach().to(out.device)  # X where the module ran (D's device)
         calls = cap.inputs.setdefault(name, [])
+        if recomputed and cap.recomputing:  # the real X, inside the backward
+            calls[0] = x
+            cap.fresh.append(name)
+            return
         call = len(calls)
-        calls.append(inputs[0].detach().to(out.device))  # X where the module ran (D's device)
+        if recomputed:
+            if call:
+                raise UserError(f"module {name} runs more than once per forward: measure "
+                                "it without layer recomputation")
+            x = torch.empty(x.shape, dtype=x.dtype, device="meta")  # its shape only
+        calls.append(x)
         if not out.requires_grad:
             return
         cap.hooked[name] = cap.hooked.get(name, 0) + 1
@@ -214,7 +323,7 @@ def _make_forward_hook(name: str, cap: Capture, handles: list) -> Callable:
         def grad_hook(grad: Tensor) -> None:
             got = cap.grads.setdefault(name, {})
             got[call] = grad.detach()
-            if cap.consumer is not None and len(got) == cap.hooked[name]:
+            if cap.consumer is not None and len(got) == cap.hooked[name] and cap.ready(name):
                 cap.hand_over(name)
 
         handles.append(out.register_hook(grad_hook))

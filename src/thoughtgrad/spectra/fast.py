@@ -7,7 +7,8 @@ The weights are frozen (only activations carry grad). Each selected linear layer
 gets its per-sample spectrum at once (:mod:`~thoughtgrad.spectra.lowrank`: the QR core or,
 when the shapes make it cheaper, ``D^T X`` itself; float64 Gram eigenvalues) and ``X`` and
 ``D`` are dropped. Peak memory is the model's own forward/backward plus the not-yet-reached
-layers' ``X``, never all layers' ``D``.
+layers' ``X``, never all layers' ``D``; with ``recompute_layers`` it is the layer blocks'
+inputs plus one block's activations.
 
 Each module's statistics are computed on the device of its ``X`` and ``D`` (its own device
 under a device map, see :mod:`~thoughtgrad.spectra.capture`) in float32, or float64 for a
@@ -156,8 +157,11 @@ def _rows(a: Tensor, members: list[int], width: int, calls: int, batch: int) -> 
 
 def fast_table(model: nn.Module, ids: Tensor, labels: Tensor, mask: Tensor,
                views: list[MatrixView], columns: list[str], *, loss_reduction: str,
-               compute_dtype: torch.dtype | None) -> pd.DataFrame:
-    """The table of :func:`thoughtgrad.spectra.api.layer_spectra` by the fast method."""
+               compute_dtype: torch.dtype | None, recompute_layers: bool = False
+               ) -> pd.DataFrame:
+    """The table of :func:`thoughtgrad.spectra.api.layer_spectra` by the fast method;
+    ``recompute_layers``: activation checkpointing of the layer blocks
+    (:func:`~thoughtgrad.spectra.capture.capturing`)."""
     modules = {v.module: model.get_submodule(v.module) for v in views}
     tok_mask = labels[:, 1:] != IGNORE_INDEX  # B T-1: targets that carry loss
     keep = torch.zeros_like(labels, dtype=torch.bool)
@@ -165,7 +169,9 @@ def fast_table(model: nn.Module, ids: Tensor, labels: Tensor, mask: Tensor,
     positions = torch.arange(1, keep.shape[1] + 1, device=keep.device)
     cut = (keep * positions).amax(1).tolist()  # B: D is zero past the last kept position
     consumer = _Statistics(views, cut, compute_dtype)
-    with capturing(model, modules, consumer=consumer) as cap:
+    with capturing(model, modules, consumer=consumer,
+                   recompute_layers=recompute_layers) as cap:
+        cap.on_recomputed = consumer.count_users
         with record_function("spectra.forward"):
             logits = forward_logits(model, ids, mask, keep=keep)  # N V
             labels, tok_mask, keep = (t.to(logits.device) for t in (labels, tok_mask, keep))
@@ -175,7 +181,8 @@ def fast_table(model: nn.Module, ids: Tensor, labels: Tensor, mask: Tensor,
                 0, rows_of, ce)  # B
             n_tokens = tok_mask.sum(1)  # B
             per_sample = ce_sum / n_tokens if loss_reduction == "mean" else ce_sum
-        consumer.count_users(cap.inputs)
+        consumer.count_users({n: xs for n, xs in cap.inputs.items()
+                              if n not in cap.recomputed})
         with record_function("spectra.backward"):
             per_sample.sum().backward()
             cap.flush()

@@ -8,7 +8,6 @@ fewer than min(m, n) of them (the rest are known to be zero, see ``lowrank.py``)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -48,12 +47,53 @@ def spectrum_stats(s: Float[Tensor, "*S k"], full_dim: int) -> dict[str, Tensor]
     }
 
 
+CE_ROWS = 1024
+"""Rows of the logits a cross-entropy temporary spans at once (``CE_ROWS`` x V floats)."""
+
+
+class _KeptTokenCE(torch.autograd.Function):
+    """Cross-entropy that keeps only the logits and one log-sum-exp per row for its
+    backward, and whose backward writes ``softmax - onehot`` into one new N x V buffer.
+
+    ``F.cross_entropy`` keeps the log-softmax (a second N x V) and its backward makes two
+    more, so at a vocabulary of 49k and 4k loss tokens it holds about 3 GB where this holds
+    the logits and their gradient (1.6 GB). Temporaries of the forward span
+    :data:`CE_ROWS` rows.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, logits: Tensor, targets: Tensor
+                ) -> Tensor:
+        lse = torch.cat([torch.logsumexp(chunk, dim=-1)
+                         for chunk in logits.split(CE_ROWS)]) if len(logits) \
+            else logits.new_zeros(0)  # N
+        ce = lse - logits.gather(-1, targets[:, None]).squeeze(-1)  # N
+        ctx.save_for_backward(logits, lse, targets)
+        return ce
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+                 ) -> tuple[Tensor, None]:
+        logits, lse, targets = ctx.saved_tensors
+        out = torch.empty_like(logits)  # N V
+        for rows, src, s in zip(out.split(CE_ROWS), logits.split(CE_ROWS), lse.split(CE_ROWS),
+                                strict=True):
+            torch.sub(src, s[:, None], out=rows).exp_()  # softmax
+        out.mul_(grad[:, None])
+        out.scatter_add_(-1, targets[:, None], -grad[:, None])  # - onehot
+        return out, None
+
+
 def kept_token_cross_entropy(logits: Float[Tensor, "N V"], targets: Int[Tensor, " N"]
                              ) -> Float[Tensor, " N"]:
-    """Cross-entropy in nats of already-selected (shifted, loss-carrying) positions."""
+    """Cross-entropy in nats of already-selected (shifted, loss-carrying) positions.
+
+    Half-precision logits are upcast to float32 first. Memory-lean (:class:`_KeptTokenCE`):
+    the backward holds the logits and their gradient, nothing else of size N x V.
+    """
     if logits.dtype not in (torch.float32, torch.float64):
         logits = logits.float()
-    return F.cross_entropy(logits, targets, reduction="none")
+    return _KeptTokenCE.apply(logits, targets)
 
 
 def sample_losses(token_ce: Float[Tensor, "B T"], mask: Tensor, reduction: str
