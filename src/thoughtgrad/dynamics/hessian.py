@@ -45,8 +45,14 @@ HVP = Callable[[list[Tensor]], list[Tensor]]
 
 # -- parameter-list algebra (pure: new tensors out, inputs untouched) ------------------------
 def group_dot(xs: Params, ys: Params) -> float:
-    """Sum over the list of ``<x_i, y_i>``, accumulated in fp64."""
-    return float(sum((x.double() * y.double()).sum() for x, y in zip(xs, ys, strict=True)))
+    """Sum over the list of ``<x_i, y_i>``, accumulated in fp64. The parameters may sit on
+    several devices (a device map): each term is moved to the first one's device before
+    the sum, so there is one synchronisation per product, not one per parameter."""
+    if not xs:
+        return 0.0
+    dev = xs[0].device
+    terms = [(x.double() * y.double()).sum().to(dev) for x, y in zip(xs, ys, strict=True)]
+    return float(torch.stack(terms).sum())
 
 
 def group_norm(xs: Params) -> float:
