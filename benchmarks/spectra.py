@@ -28,9 +28,10 @@ model; for ``random:smollm2`` the installed SmolLM2 GGUF's by default).
 
 ``--profile`` prints where (b)'s time goes, per stage, under ``torch.profiler``; with
 ``PYTHONPATH`` pointing at another checkout (e.g. main's ``src``) the same table is made
-by op names for code without stage labels. ``--memory 1024,4096,16384`` runs (b), (b) with ``recompute_layers`` and (c)
-in child processes at those batch-token budgets (samples of ``--max-tokens``) and prints
-peak RSS; ``--memory-src`` adds a column for another checkout's ``src`` (before/after).
+by op names for code without stage labels. ``--recompute`` also times (b) with
+``recompute_layers``. ``--memory 1024,4096,16384`` runs (b), (b) with ``recompute_layers``
+and (c) in child processes at those batch-token budgets (samples of ``--max-tokens``) and
+prints peak RSS; ``--memory-src`` adds a column for another checkout's ``src``.
 
     python benchmarks/spectra.py                                 # hidden-1024 random llama
     python benchmarks/spectra.py --model random:smollm2 --min-tokens 500 --max-tokens 500 \\
@@ -426,6 +427,8 @@ def run(hidden: int, args: argparse.Namespace) -> None:
     if old is not None:
         ours(model, *warm, spectra=old)
         contenders["b0"] = lambda *b: ours(model, *b, spectra=old)
+    if args.recompute:
+        contenders["br"] = lambda *b: ours(model, *b, recompute_layers=True)
     t = interleaved(contenders, work, args.repeats)
     k = min(args.paper_samples or args.samples, args.samples)
     t0 = time.perf_counter()
@@ -456,6 +459,9 @@ def run(hidden: int, args: argparse.Namespace) -> None:
         print(f"  (b0) before: layer_spectra of {args.before_src}                  "
               f"          : {t['b0']:8.2f} s   (b0)/(c) = {t['b0'] / t['c']:5.2f}   "
               f"(b0)/(b) = {t['b0'] / t['b']:5.2f}")
+    if args.recompute:
+        print(f"  (b) with --recompute-layers (activation checkpointing)              "
+              f"          : {t['br']:8.2f} s   (br)/(b) = {t['br'] / t['b']:5.2f}")
     print(f"  floor: (c) + one float64 eigvalsh of size min(m, n, T) per matrix     "
           f"          : {t['c'] + floor:8.2f} s   (eigvalsh alone {floor:.2f} s)")
     print(f"  (a)/(b) = {t_a / t['b']:6.1f}   (b)/(c) = {t['b'] / t['c']:5.2f}   "
@@ -496,6 +502,8 @@ def main() -> None:
                         help="time (a) on the first N samples only and scale to all "
                              "(per-sample work is independent; the errors are measured on "
                              "those N); default all")
+    parser.add_argument("--recompute", action="store_true",
+                        help="also time (b) with recompute_layers (activation checkpointing)")
     parser.add_argument("--profile", action="store_true",
                         help="also print (b)'s time per stage for the first 2 batches")
     parser.add_argument("--before-src", default=None,
