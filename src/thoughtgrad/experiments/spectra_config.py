@@ -36,7 +36,8 @@ class SpectraConfig:
     """
 
     model: str
-    """a local model directory (config + safetensors) or a hub id"""
+    """a local model directory (config + safetensors), a .gguf file, a packaged model
+    (pkg:smollm2-135m-instruct, pkg:gemma-3-270m; see `thoughtgrad models`) or a hub id"""
     data: tuple[str, ...]
     """Alpaca-style .json array or .jsonl (instruction, input, output), or any
     .json/.jsonl/.parquet with --prompt-field/--response-field; repeatable"""
