@@ -106,3 +106,30 @@ def test_hessian_command_on_two_ranks(toy_base, tmp_path) -> None:
     assert b["eigenvalues"] == pytest.approx(a["eigenvalues"], rel=1e-5)
     assert b["trace"] == pytest.approx(a["trace"], rel=1e-5)
     assert (tmp_path / "two" / "hessian.parquet").is_file()
+
+
+def test_hessian_killed_rank_then_one_process(toy_base, tmp_path) -> None:
+    """Rank 1 of a two-rank ``thoughtgrad hessian`` is killed once the run directory exists
+    (mid-measurement: its products are all-reduced, so rank 0 cannot finish either); the
+    same command on one process then completes it: the eigenvalues and trace of an
+    uninterrupted run, each table row once."""
+    import pandas as pd
+    from launch_fixtures import killed_run
+
+    argv = ["hessian", "--model", toy_base, "--data", "toy:addition", "--limit", N_SAMPLES,
+            "--top-k", "2", "--trace-samples", "2", "--max-iter", "40", "--tol", "1e-8",
+            "--device", "cpu", "--batch-size", BATCH, "--json"]
+    want = one_process([*argv, "--out", tmp_path / "whole"])
+    assert want.returncode == 0, want.stderr[-3000:]
+    out = tmp_path / "killed"
+    killed = killed_run(2, [*argv, "--out", out], 1, (out / "manifest.json").is_file)
+    assert killed.returncode != 0, "the job finished although a rank was killed"
+    assert not (out / "hessian.parquet").is_dir() or \
+        pd.read_parquet(out / "hessian.parquet").empty, "a killed job wrote its result"
+    res = one_process([*argv, "--out", out])
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = json.loads(want.stdout), json.loads(res.stdout)
+    assert b["eigenvalues"] == pytest.approx(a["eigenvalues"], rel=1e-5)
+    assert b["trace"] == pytest.approx(a["trace"], rel=1e-5)
+    got, ref = (pd.read_parquet(d / "hessian.parquet") for d in (out, tmp_path / "whole"))
+    assert len(got) == len(ref) and not got.duplicated().any()
