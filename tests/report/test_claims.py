@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from thoughtgrad.experiments.sum_control import sum_spectra
 from thoughtgrad.report.claims import (
@@ -155,3 +156,22 @@ def test_model_names_with_quantisation_and_grid_expansion(tmp_path):
         {"name": "gsm8k", "path": "cells/gsm8k"}, {"name": "aqua", "path": "cells/aqua"}]}))
     other = tmp_path / "run"
     assert expand_grids([grid, other]) == [grid / "cells" / "gsm8k", other]
+
+
+def test_thirds_are_of_each_models_own_depth():
+    """Two models of 6 and 3 layers in one table: each sample's early / late thirds are
+    its own model's first / last third (layers 0-1 / 4-5 and 0 / 2), never empty."""
+    from thoughtgrad.report.claims import sample_table
+
+    rows = []
+    for model, depth in (("deep", 6), ("shallow", 3)):
+        for layer in range(depth):
+            rows.append({"model": model, "source": "gsm8k_train_with_cot_gpt4o",
+                         "sample_id": 0, "role": "q", "layer": layer,
+                         "nuclear": float(10 ** layer), "loss": 1.0, "n_tokens": 5,
+                         "cot_level": "detailed", "response_kind": "correct"})
+    t = sample_table(pd.DataFrame(rows)).set_index("model")
+    assert t.loc["deep", "early"] == pytest.approx((1 + 10) / 2)
+    assert t.loc["deep", "late"] == pytest.approx((1e4 + 1e5) / 2)
+    assert t.loc["shallow", "early"] == pytest.approx(1.0)
+    assert t.loc["shallow", "late"] == pytest.approx(100.0)

@@ -161,8 +161,6 @@ def sample_table(spectra: pd.DataFrame) -> pd.DataFrame:
     df["nuclear"] = pd.to_numeric(df["nuclear"], errors="coerce")
     key = ["model", "control", "source", "sample_id"]
     per_role = df.groupby([*key, "role", "layer"], sort=False)["nuclear"].mean().reset_index()
-    layers = np.sort(per_role["layer"].unique())
-    thirds = [p for p in np.array_split(layers, 3) if p.size]  # 2 layers: [0], [1]
     curve = per_role.groupby([*key, "layer"], sort=False)["nuclear"].mean().reset_index()
 
     def mad_of(g: pd.DataFrame) -> float:
@@ -173,9 +171,19 @@ def sample_table(spectra: pd.DataFrame) -> pd.DataFrame:
     out = (per_role.groupby([*key, "role"], sort=False)["nuclear"].mean()
            .groupby(level=list(range(len(key)))).mean().rename("stat").to_frame())
     out["mad"] = mads
-    for name, part in (("early", thirds[0]), ("late", thirds[-1] if len(thirds) > 1 else [])):
-        sel = curve[curve["layer"].isin(part)]
-        out[name] = sel.groupby(key, sort=False)["nuclear"].mean()
+    # thirds of each model's own depth (models of 30 and 18 layers share a table)
+    layers = curve.groupby("model")["layer"].agg(lambda x: np.sort(x.unique()))
+    part_of = {}
+    for model, ls in layers.items():
+        thirds = [p for p in np.array_split(ls, 3) if p.size]  # 2 layers: [0], [1]
+        part_of.update({(model, int(layer)): "early" for layer in thirds[0]})
+        if len(thirds) > 1:
+            part_of.update({(model, int(layer)): "late" for layer in thirds[-1]})
+    part = pd.Series([part_of.get((m, int(la))) for m, la in zip(curve["model"], curve["layer"],
+                                                                 strict=True)],
+                     index=curve.index, dtype=object)
+    for name in ("early", "late"):
+        out[name] = curve[part == name].groupby(key, sort=False)["nuclear"].mean()
     labels = df.groupby(key, sort=False).agg(
         dataset=("dataset", "first"), stem=("stem", "first"), cot_level=("cot_level", "first"),
         response_kind=("response_kind", "first"), loss=("loss", "first"),
