@@ -138,9 +138,13 @@ class Capture:
     recomputing: bool = False
     fresh: list[str] = field(default_factory=list)
 
-    def ready(self, name: str) -> bool:
-        """Whether every forward call of the module has its real ``X`` (not a shape)."""
-        return all(not x.is_meta for x in self.inputs.get(name, ()))
+    def complete(self, name: str) -> bool:
+        """Whether the module can be handed over: a consumer waits, the gradient of every
+        forward call whose output carried grad has arrived, and every call has its real
+        ``X`` (not only its shape)."""
+        return (self.consumer is not None
+                and len(self.grads.get(name, {})) == self.hooked.get(name, 0) > 0
+                and all(not x.is_meta for x in self.inputs.get(name, ())))
 
     def hand_over(self, name: str) -> None:
         """Give the module's factors to the consumer, then forget its inputs and gradients."""
@@ -158,8 +162,7 @@ class Capture:
         if self.on_recomputed is not None:
             self.on_recomputed(fresh)
         for name in fresh:
-            if self.consumer is not None and len(self.grads.get(name, {})) == \
-                    self.hooked.get(name, 0) > 0:
+            if self.complete(name):
                 self.hand_over(name)
 
     def flush(self) -> None:
@@ -212,9 +215,8 @@ def layer_blocks(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]
     blocks: dict[str, nn.Module] = {}
     for name in names:
         parts = name.split(".")
-        for i in range(1, len(parts)):
-            parent = model.get_submodule(".".join(parts[:i - 1])) if i > 1 else model
-            if isinstance(parent, nn.ModuleList) and i > 1:
+        for i in range(2, len(parts)):  # parts[:i] is a block when parts[:i - 1] is a list
+            if isinstance(model.get_submodule(".".join(parts[:i - 1])), nn.ModuleList):
                 path = ".".join(parts[:i])
                 blocks[path] = model.get_submodule(path)
                 break
@@ -254,8 +256,9 @@ def _checkpointed_forward(block: nn.Module, cap: Capture) -> Callable:
 
 @contextlib.contextmanager
 def capturing(model: nn.Module, modules: Mapping[str, nn.Module], *,
-              consumer: Consumer | None = None,
-              recompute_layers: bool = False) -> Iterator[Capture]:
+              consumer: Consumer | None = None, recompute_layers: bool = False,
+              on_recomputed: Callable[[dict[str, list[Tensor]]], None] | None = None
+              ) -> Iterator[Capture]:
     """Freeze ``model``, make activations carry grad, capture X and D of ``modules``.
 
     Yields a :class:`Capture` filled by the forward and backward passes run inside the
@@ -264,7 +267,7 @@ def capturing(model: nn.Module, modules: Mapping[str, nn.Module], *,
     :meth:`Capture.flush` after the backward for modules left incomplete. Hooks are removed
     and parameter/mode flags restored on exit, always. ``recompute_layers`` (needs a
     consumer): activation checkpointing of the model's layer blocks, see the module
-    docstring.
+    docstring; ``on_recomputed`` is then :attr:`Capture.on_recomputed`.
     """
     for name, module in modules.items():
         rule_for(module)  # fail before touching the model
@@ -274,7 +277,8 @@ def capturing(model: nn.Module, modules: Mapping[str, nn.Module], *,
     if recompute_layers and consumer is None:
         raise ValueError("recompute_layers needs a consumer")
     inside = frozenset(n for n in modules if any(n.startswith(b + ".") for b in blocks))
-    cap = Capture(modules=dict(modules), consumer=consumer, recomputed=inside)
+    cap = Capture(modules=dict(modules), consumer=consumer, recomputed=inside,
+                  on_recomputed=on_recomputed)
     handles: list[torch.utils.hooks.RemovableHandle] = []
     patched: list[tuple[nn.Module, object]] = []  # block, its own forward attribute if any
     try:
@@ -323,7 +327,7 @@ def _make_forward_hook(name: str, cap: Capture, handles: list) -> Callable:
         def grad_hook(grad: Tensor) -> None:
             got = cap.grads.setdefault(name, {})
             got[call] = grad.detach()
-            if cap.consumer is not None and len(got) == cap.hooked[name] and cap.ready(name):
+            if cap.complete(name):
                 cap.hand_over(name)
 
         handles.append(out.register_hook(grad_hook))

@@ -169,9 +169,8 @@ def fast_table(model: nn.Module, ids: Tensor, labels: Tensor, mask: Tensor,
     positions = torch.arange(1, keep.shape[1] + 1, device=keep.device)
     cut = (keep * positions).amax(1).tolist()  # B: D is zero past the last kept position
     consumer = _Statistics(views, cut, compute_dtype)
-    with capturing(model, modules, consumer=consumer,
-                   recompute_layers=recompute_layers) as cap:
-        cap.on_recomputed = consumer.count_users
+    with capturing(model, modules, consumer=consumer, recompute_layers=recompute_layers,
+                   on_recomputed=consumer.count_users) as cap:
         with record_function("spectra.forward"):
             logits = forward_logits(model, ids, mask, keep=keep)  # N V
             labels, tok_mask, keep = (t.to(logits.device) for t in (labels, tok_mask, keep))
