@@ -54,3 +54,36 @@ def test_answers_truncated_away_say_which_max_length_fits(tmp_path) -> None:
                                         r"to at least \d+"):
         file_examples(path, tok, "cot", seed=0, max_length=24)
     assert len(file_examples(path, tok, "cot", seed=0, max_length=None)[0]) == 2
+
+
+def test_every_regime_keeps_the_samples_whose_full_response_fits(tmp_path) -> None:
+    """A long reasoning that cot loses to max_length is left out of half and answer too, so
+    the regimes train on the same sample ids (before: half kept it and drew other problems
+    at each step)."""
+    import json
+
+    from thoughtgrad.experiments.dynamics_data import file_examples
+    from thoughtgrad.models.tiny import build_tokenizer
+
+    def rec(a: int, steps: int) -> dict[str, str]:
+        body = " ".join(f"Step {i}: {a} plus {i} is {a + i}." for i in range(steps))
+        return {"instruction": f"Tom has {a} apples and buys 4. How many?", "input": "",
+                "output": f"{body}\nThe final answer is {a + 4}."}
+
+    recs = [rec(3, 2), rec(5, 30), rec(7, 3)]  # the middle one is far too long
+    path = tmp_path / "gsm8k_train_with_cot_gpt4o.json"
+    path.write_text(json.dumps(recs))
+    tok = build_tokenizer([r["instruction"] + "\n" + r["output"] for r in recs],
+                          vocab_size=300)
+    full_len = [len(file_examples(path, tok, "cot", seed=0, max_length=None)[0][i].full)
+                for i in range(3)]
+    bound = max(full_len[0], full_len[2])
+    assert full_len[1] > bound
+    kept = {}
+    for regime in ("cot", "half", "answer"):
+        examples, failed = file_examples(path, tok, regime, seed=0, max_length=bound)
+        kept[regime] = [e.sample_id for e in examples]
+        assert [f["sample_id"] for f in failed] == [1], regime
+    # the answer regime alone would have fitted it
+    assert len(file_examples(path, tok, "answer", seed=0, max_length=None)[0][1].full) <= bound
+    assert kept["cot"] == kept["half"] == kept["answer"] == [0, 2]

@@ -86,7 +86,13 @@ def regime_response(output: str, regime: str, *, seed: int, sample_id: int,
 def file_examples(path: str | Path, tokenizer: Any, regime: str, *, seed: int,
                   limit: int | None = None, max_length: int | None = 512,
                   chat_template: bool = False) -> tuple[list[Example], list[dict[str, Any]]]:
-    """Examples from an Alpaca-style file, and the samples that could not be encoded."""
+    """Examples from an Alpaca-style file, and the samples that could not be encoded.
+
+    A sample is kept only when its full response (the ``cot`` regime's, the longest: the
+    ``half`` and ``answer`` responses are cut from it) fits ``max_length`` untruncated,
+    whatever the regime, so every regime of a study trains on the same samples in the same
+    order and draws the same problems at each step (otherwise ``half`` would keep the long
+    problems ``cot`` loses to truncation, and the regimes would differ in their data)."""
     from thoughtgrad.tasks.records import infer_labels, load_records
 
     records = load_records(path, infer_labels(path), limit=limit)
@@ -99,6 +105,9 @@ def file_examples(path: str | Path, tokenizer: Any, regime: str, *, seed: int,
                                    prompt=r.prompt)
             full = encode(tokenizer, r.prompt, resp, full_cfg)
             ans = encode(tokenizer, r.prompt, resp, ans_cfg)
+            if encode(tokenizer, r.prompt, r.output, full_cfg).truncated:
+                raise EncodeError(f"its full (cot) response does not fit max_length "
+                                  f"{max_length}: left out of every regime")
         except (EncodeError, ValueError) as exc:
             failed.append({"sample_id": r.sample_id, "source": r.labels.source,
                            "reason": str(exc)})
@@ -111,10 +120,10 @@ def file_examples(path: str | Path, tokenizer: Any, regime: str, *, seed: int,
     if not out:
         hint = ""
         if max_length is not None and failed and "max_length" in failed[0]["reason"]:
-            need = [len(encode(tokenizer, r.prompt, regime_response(
-                r.output, regime, seed=seed, sample_id=r.sample_id, prompt=r.prompt),
-                dataclasses.replace(full_cfg, max_length=None))) for r in records]
-            hint = (f"; with their answers these {len(need)} samples take {min(need)}-"
+            need = [len(encode(tokenizer, r.prompt, r.output,
+                               dataclasses.replace(full_cfg, max_length=None)))
+                    for r in records]
+            hint = (f"; with their full responses these {len(need)} samples take {min(need)}-"
                     f"{max(need)} tokens: raise --max-length to at least {min(need)}")
         raise UserError(f"{path}: no sample could be encoded (first reason: "
                         f"{failed[0]['reason'] if failed else 'none'}){hint}")
