@@ -41,3 +41,32 @@ def test_runs_without_the_control_show_no_answer_only_zeros(tmp_path) -> None:
     comp = compare_runs([make_run(tmp_path, "d", {"dynamics": dyn})], CompareConfig(n_boot=10))
     assert not [c for c in comp.tables["dynamics"].columns if "answer" in c]
     assert set(comp.tables["dynamics_claims"]["loss"]) == {"full"}
+
+
+def test_two_runs_are_summarised_and_judged_apart(tmp_path) -> None:
+    """A toy run and a trained-LM run in one report: each run's own summary, claims and
+    figure; pooling them by regime would mix two models' gradient norms."""
+    from thoughtgrad.report.figures import dynamics_figure
+    from thoughtgrad.report.seed_claims import dynamics_rows
+
+    a = _with_answer_control(make_toy_tables()["dynamics"], seed=1)
+    b = _with_answer_control(make_toy_tables()["dynamics"], seed=2)
+    b = b.assign(grad_norm=np.where(b["regime"] == "cot", 100.0, 1.0))  # cot far above half
+    comp = compare_runs([make_run(tmp_path, "toy", {"dynamics": a}),
+                         make_run(tmp_path, "lm", {"dynamics": b})], CompareConfig(n_boot=10))
+    got, cl = comp.tables["dynamics"], comp.tables["dynamics_claims"]
+    assert got["run"].tolist() == ["toy", "toy", "lm", "lm"]
+    for run, dyn in (("toy", a), ("lm", b)):
+        want = summarize(dyn.assign(run=run)).set_index("regime")
+        mine = got[got["run"] == run].drop(columns="run").set_index("regime")
+        pd.testing.assert_frame_equal(mine, want.loc[["half", "cot"], list(mine.columns)])
+        pd.testing.assert_frame_equal(cl[cl["run"] == run].drop(columns="run")
+                                      .reset_index(drop=True),
+                                      claims(summarize(dyn.assign(run=run))))
+    lm = cl[(cl["run"] == "lm") & (cl["claim"] == "grad_norm_mean") & (cl["loss"] == "full")]
+    assert lm["ratio"].item() == 100.0
+    row = next(r for r in dynamics_rows(cl) if r["claim"] == "grad_norm_mean")
+    assert "toy: full loss ratio" in row["measured"] and "lm: full loss ratio" in row["measured"]
+    assert row["verdict"] == "does not hold"  # the lm run's 100x decides: the weakest run
+    paths = dynamics_figure(pd.concat([a.assign(run="toy"), b.assign(run="lm")]), tmp_path)
+    assert [p.stem for p in paths] == ["dynamics_toy", "dynamics_lm"]

@@ -121,7 +121,18 @@ def error_bars(errors: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 def dynamics_figure(dyn: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Training dynamics, regimes side by side: loss, gradient norm with spikes marked,
-    cosine to the previous gradient, lambda_max where measured, distance from init."""
+    cosine to the previous gradient, lambda_max where measured, distance from init. One
+    figure per run when the rows come from several (a toy model and a trained LM are
+    never drawn on one axis)."""
+    runs = list(dict.fromkeys(dyn["run"])) if "run" in dyn else []
+    if len(runs) > 1:
+        return [p for r in runs for p in _dynamics_figure(dyn[dyn["run"] == r], out_dir,
+                                                          f"dynamics_{slug(str(r))}", str(r))]
+    return _dynamics_figure(dyn, out_dir, "dynamics", None)
+
+
+def _dynamics_figure(dyn: pd.DataFrame, out_dir: Path, name: str, title: str | None
+                     ) -> list[Path]:
     plt = pyplot()
     panels = [(c, lab) for c, lab in (
         ("loss", "loss (nats per response token)"), ("grad_norm", "gradient L2 norm"),
@@ -157,7 +168,9 @@ def dynamics_figure(dyn: pd.DataFrame, out_dir: Path) -> list[Path]:
             axes[0][col].set_title(f"median {dyn['lambda_iters'].median():.0f} iterations",
                                    fontsize=7)
     legend_below(fig, axes, "regime (x / + marks a gradient-norm spike)")
-    return [save(fig, out_dir, "dynamics")]
+    if title:
+        fig.suptitle(f"run {title}", fontsize=9)
+    return [save(fig, out_dir, name)]
 
 
 def surprisal_profile(sur: pd.DataFrame, out_dir: Path) -> list[Path]:

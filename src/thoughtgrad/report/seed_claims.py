@@ -72,33 +72,43 @@ def spectra_rows(claims: pd.DataFrame | None) -> list[dict[str, str]]:
 
 
 def dynamics_rows(table: pd.DataFrame | None) -> list[dict[str, str]]:
+    """One row per claim; with several runs (a ``run`` column) each run's ratios are named
+    and the verdict is the weakest run's."""
     if table is None or table.empty or "ratio" not in table:
         return [_row("000", k, words, NOT_IN_RUNS, "-", NOT_MEASURABLE, "dynamics")
                 for k, (words, _) in DYNAMICS_DIRECTIONS.items()]
-    regimes = [c for c in table.columns if c not in ("claim", "loss", "ratio")]
+    runs = list(dict.fromkeys(table["run"])) if "run" in table else [None]
+    regimes = [c for c in table.columns if c not in ("run", "claim", "loss", "ratio")]
+    order = (FAILS, HOLDS_ONLY_FULL, HOLDS)
     out = []
     for key, (words, side) in DYNAMICS_DIRECTIONS.items():
-        got = {str(loss): float(r) for loss, r in
-               zip(table.loc[table["claim"] == key, "loss"],
-                   table.loc[table["claim"] == key, "ratio"], strict=True)}
-
         def ok(r: float, side: str = side) -> bool | None:
             if not math.isfinite(r):
                 return None
             return r < 1 if side == "below" else r > 1
 
-        full, answer = ok(got.get("full", math.nan)), ok(got.get("answer", math.nan))
-        if full is None:
-            verdict = NOT_MEASURABLE
-        elif not full:
-            verdict = FAILS
-        elif answer is False:
-            verdict = HOLDS_ONLY_FULL
-        else:
-            verdict = HOLDS
-        measured = ", ".join(f"{loss} loss ratio {' / '.join(regimes[:2])} = {r:.3g}"
+        verdicts, texts = [], []
+        for run in runs:
+            sub = table if run is None else table[table["run"] == run]
+            got = {str(loss): float(r) for loss, r in
+                   zip(sub.loc[sub["claim"] == key, "loss"],
+                       sub.loc[sub["claim"] == key, "ratio"], strict=True)}
+            full, answer = ok(got.get("full", math.nan)), ok(got.get("answer", math.nan))
+            if full is None:
+                verdicts.append(NOT_MEASURABLE)
+            elif not full:
+                verdicts.append(FAILS)
+            elif answer is False:
+                verdicts.append(HOLDS_ONLY_FULL)
+            else:
+                verdicts.append(HOLDS)
+            text = ", ".join(f"{loss} loss ratio {' / '.join(regimes[:2])} = {r:.3g}"
                              for loss, r in got.items())
-        out.append(_row("000", key, words, measured or NOT_IN_RUNS,
+            if text:
+                texts.append(text if run is None else f"{run}: {text}")
+        measured = [v for v in verdicts if v in order]
+        verdict = min(measured, key=order.index) if measured else NOT_MEASURABLE
+        out.append(_row("000", key, words, "; ".join(texts) or NOT_IN_RUNS,
                         "full loss; answer-only loss (length control); no interval",
                         verdict, "dynamics"))
     return out

@@ -79,9 +79,24 @@ def dynamics_tables(df: pd.DataFrame, notes: list[str]) -> dict[str, pd.DataFram
     and ``dynamics_claims`` (empty unless both ``cot`` and ``half`` are present), both
     from one :func:`~thoughtgrad.report.dynamics_summary.summarize` of the rows. Runs without the
     answer-only control (no ``grad_norm_answer``) show no answer-only spike count or claims
-    rather than zeros."""
+    rather than zeros. Rows from several runs (a toy model and a trained LM, or one model
+    under several seeds: one run directory each) are summarised per run, with a ``run``
+    column first, never pooled."""
     if not _need("dynamics", df, ("regime", "step", "loss"), notes):
         return {}
+    runs = list(dict.fromkeys(df["run"])) if "run" in df else []
+    if len(runs) < 2:
+        shown, table = _dynamics_of_run(df)
+        return {"dynamics": shown, "dynamics_claims": table}
+    parts = [_dynamics_of_run(df[df["run"] == r]) for r in runs]
+    return {name: pd.concat([t.assign(run=r)[["run", *t.columns]] for r, t in
+                             zip(runs, (p[i] for p in parts), strict=True)],
+                            ignore_index=True)
+            for i, name in enumerate(("dynamics", "dynamics_claims"))}
+
+
+def _dynamics_of_run(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One run's ``dynamics`` summary and ``dynamics_claims`` (see :func:`dynamics_tables`)."""
     summary = summarize(df)
     rank = {r: i for i, r in enumerate(REGIME_ORDER)}
     shown = summary.sort_values("regime", key=lambda s: s.map(lambda r: rank.get(r, len(rank))),
@@ -92,8 +107,7 @@ def dynamics_tables(df: pd.DataFrame, notes: list[str]) -> dict[str, pd.DataFram
     if not answered:
         shown = shown.drop(columns=["spikes_answer"], errors="ignore")
         table = table[table["loss"] != "answer"]
-    return {"dynamics": shown.reset_index(drop=True),
-            "dynamics_claims": table.reset_index(drop=True)}
+    return shown.reset_index(drop=True), table.reset_index(drop=True)
 
 
 def surprisal_table(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
