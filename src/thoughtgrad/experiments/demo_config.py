@@ -46,9 +46,10 @@ class SpectraStage:
     simplified, ~480 detailed), SmolLM2's measurement ~0.013 s per token with 2 threads
     and sdpa (about 1.3 x a plain forward+backward: 5.3 s at 500 tokens), so 6 x 8 samples
     measured twice (trained, random init; the sum control is derived) take ~5.5 min plus
-    loading (dequantising once on a fresh clone: tens of seconds), beside ~17 min for the
-    other stages and ~2 min of set-up. A loaded machine is several times slower (load ~7:
-    ~70 s per sample).
+    loading (dequantising once on a fresh clone: tens of seconds). Measured on a fresh
+    clone of a quiet 2-core CPU: the spectra stage 291 s with dequantising, the whole demo
+    15.5 min set-up included (toy 344 s, dynamics 203 s, scale 9 s, report 23 s, set-up
+    ~1 min). A loaded machine is several times slower (load ~7: ~70 s per sample).
     """
 
     model: str = SPECTRA_MODEL
