@@ -15,12 +15,21 @@ Part 2, what ``thoughtgrad toy`` does with its defaults (both models, direct the
   parallel         both regimes at once in two worker processes, 1 thread each (default)
 wall seconds for ``--stack-steps`` steps per model, worker start-up included.
 
+Part 3 (``--baseline-src PATH``), the same ``thoughtgrad toy`` command (``--stack-steps``
+steps per model, both models, a small evaluation) run by another checkout's ``src`` (e.g.
+the code an issue was measured on) and by this one, each in a fresh process, alternating:
+training tokens/s per model from each run's own table, and wall time.
+
+Part 1 also times ``bf16 autocast`` (``torch.autocast`` on the CPU with bfloat16: the
+GEMMs in bf16, weights and AdamW in fp32), a candidate that would change the numerics;
+it is reported, not used.
+
 Peak FLOP rate: a 1024^3 fp32 GEMM's GFLOP/s measured in the same run on 1 and on all
 threads (median of repeats, between the variants); a variant's fraction of peak is its
 model FLOP rate (3 x forward FLOPs of the real tokens, ``GPTMini.flops_per_token``) over
 the larger of the two GEMM rates (on a quiet machine, the all-thread one). The machine
 may be shared: read ratios, not absolute rates.
-Run: ``python benchmarks/toy_train.py [--compile] [--part 1|2]``.
+Run: ``python benchmarks/toy_train.py [--compile] [--part 1|2|3] [--baseline-src PATH]``.
 """
 
 from __future__ import annotations
@@ -91,8 +100,14 @@ def part_one(args: argparse.Namespace, cfg: ToyConfig, all_threads: int) -> None
             opt.step()
         return time.perf_counter() - t0
 
+    def bf16_loss(model, b):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(b.input_ids, lengths=b.attention_mask.sum(1)).logits
+        return lm_loss(logits.float(), b.labels)
+
     variants = {f"today ({all_threads} thr)": lambda: loop(all_threads),
                 "1 thread": lambda: loop(1),
+                f"bf16 autocast ({all_threads} thr)": lambda: loop(all_threads, bf16_loss),
                 "bare padded (1 thr)": lambda: bare(False),
                 "bare packed (1 thr)": lambda: bare(True)}
     if args.compile:
@@ -167,15 +182,54 @@ def part_two(args: argparse.Namespace, cfg: ToyConfig, all_threads: int) -> None
           f"{cfg.train.steps} steps per model)")
 
 
+def part_three(args: argparse.Namespace) -> None:
+    import re
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parents[1] / "src"
+    srcs = {"baseline": Path(args.baseline_src).resolve(), "this checkout": here}
+    for src in srcs.values():
+        if not (src / "thoughtgrad" / "__init__.py").is_file():
+            raise SystemExit(f"--baseline-src: {src} holds no thoughtgrad package")
+    runner = ("import sys; from thoughtgrad.cli import main; "
+              "sys.argv = ['thoughtgrad', *sys.argv[1:]]; main()")
+    rates: dict[str, dict[str, list[float]]] = {k: {} for k in srcs}
+    walls: dict[str, list[float]] = {k: [] for k in srcs}
+    row = re.compile(r"^\s*\S+\s+\d+\s+(\w+)\s+[\d.]+\s+([\d.]+)\s", re.M)
+    for _ in range(args.stack_repeats):
+        for name, src in srcs.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {**os.environ, "PYTHONPATH": str(src)}
+                t0 = time.perf_counter()
+                out = subprocess.run([sys.executable, "-c", runner, "toy", "--steps",
+                                      str(args.stack_steps), "--eval-per-k", "20", "--out",
+                                      str(Path(tmp) / "toy")], env=env, capture_output=True,
+                                     text=True, check=True).stdout
+                walls[name].append(time.perf_counter() - t0)
+            for regime, rate in row.findall(out):
+                rates[name].setdefault(regime, []).append(float(rate))
+    print(f"\n== part 3: `thoughtgrad toy --steps {args.stack_steps}` by two checkouts, "
+          f"median of {args.stack_repeats}, load average {os.getloadavg()[0]:.1f}")
+    base = {r: statistics.median(v) for r, v in rates["baseline"].items()}
+    for name in srcs:
+        per = ", ".join(f"{r} {statistics.median(v):,.0f} tok/s "
+                        f"(x{statistics.median(v) / base[r]:.2f})" for r, v in rates[name].items())
+        print(f"{name:14s} wall {statistics.median(walls[name]):6.1f} s   {per}   [{srcs[name]}]")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["1", "2", "all"], default="all")
+    ap.add_argument("--part", choices=["1", "2", "3", "all"], default="all",
+                    help="all = 1 and 2, and 3 when --baseline-src is given")
     ap.add_argument("--steps", type=int, default=40, help="steps per part-1 run [40]")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--stack-steps", type=int, default=200, help="steps per model, part 2")
     ap.add_argument("--stack-repeats", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="part 1: add torch.compile")
+    ap.add_argument("--baseline-src", default=None,
+                    help="part 3: another checkout's src directory to run side by side")
     args = ap.parse_args()
     all_threads = torch.get_num_threads()
     cfg = ToyConfig()
@@ -185,6 +239,10 @@ def main() -> None:
         part_one(args, cfg, all_threads)
     if args.part in ("2", "all"):
         part_two(args, cfg, all_threads)
+    if args.part == "3" or (args.part == "all" and args.baseline_src):
+        if not args.baseline_src:
+            raise SystemExit("--part 3 needs --baseline-src")
+        part_three(args)
 
 
 if __name__ == "__main__":
