@@ -43,30 +43,52 @@ def test_runs_without_the_control_show_no_answer_only_zeros(tmp_path) -> None:
     assert set(comp.tables["dynamics_claims"]["loss"]) == {"full"}
 
 
-def test_two_runs_are_summarised_and_judged_apart(tmp_path) -> None:
-    """A toy run and a trained-LM run in one report: each run's own summary, claims and
-    figure; pooling them by regime would mix two models' gradient norms."""
+def _config(model: str, regime: str, seed: int, device: str = "cpu") -> dict:
+    return {"model": model, "data": "gsm8k.json", "regime": regime, "device": device,
+            "train": {"steps": 30, "seed": seed, "checkpoint_every": 5}, "probes": {}}
+
+
+def test_two_studies_are_summarised_and_judged_apart(tmp_path) -> None:
+    """A toy study written as one directory per regime (as the demo does) and a trained-LM
+    study in one directory, in one report: each study's own summary, claims and figure;
+    pooling them by regime would mix two models' gradient norms."""
     from thoughtgrad.report.figures import dynamics_figure
     from thoughtgrad.report.seed_claims import dynamics_rows
 
     a = _with_answer_control(make_toy_tables()["dynamics"], seed=1)
     b = _with_answer_control(make_toy_tables()["dynamics"], seed=2)
     b = b.assign(grad_norm=np.where(b["regime"] == "cot", 100.0, 1.0))  # cot far above half
-    comp = compare_runs([make_run(tmp_path, "toy", {"dynamics": a}),
-                         make_run(tmp_path, "lm", {"dynamics": b})], CompareConfig(n_boot=10))
+    runs = [make_run(tmp_path, f"toy-{r}", {"dynamics": a[a["regime"] == r]},
+                     **{f"dynamics_{r}": {"config": _config("toy", r, 0, device)}})
+            for r, device in (("cot", "cpu"), ("half", "auto"))]  # device may differ
+    runs.append(make_run(tmp_path, "lm", {"dynamics": b},
+                         dynamics_cot={"config": _config("pkg:lm", "cot", 42)},
+                         dynamics_half={"config": _config("pkg:lm", "half", 42)}))
+    comp = compare_runs(runs, CompareConfig(n_boot=10))
     got, cl = comp.tables["dynamics"], comp.tables["dynamics_claims"]
-    assert got["run"].tolist() == ["toy", "toy", "lm", "lm"]
-    for run, dyn in (("toy", a), ("lm", b)):
-        want = summarize(dyn.assign(run=run)).set_index("regime")
-        mine = got[got["run"] == run].drop(columns="run").set_index("regime")
+    toy, lm = "toy (seed 0)", "pkg:lm (seed 42)"
+    assert got["study"].tolist() == [toy, toy, lm, lm]
+    for study, dyn in ((toy, a), (lm, b)):
+        want = summarize(dyn).set_index("regime")
+        mine = got[got["study"] == study].drop(columns="study").set_index("regime")
         pd.testing.assert_frame_equal(mine, want.loc[["half", "cot"], list(mine.columns)])
-        pd.testing.assert_frame_equal(cl[cl["run"] == run].drop(columns="run")
-                                      .reset_index(drop=True),
-                                      claims(summarize(dyn.assign(run=run))))
-    lm = cl[(cl["run"] == "lm") & (cl["claim"] == "grad_norm_mean") & (cl["loss"] == "full")]
-    assert lm["ratio"].item() == 100.0
+        pd.testing.assert_frame_equal(cl[cl["study"] == study].drop(columns="study")
+                                      .reset_index(drop=True), claims(summarize(dyn)))
+    mask = (cl["study"] == lm) & (cl["claim"] == "grad_norm_mean") & (cl["loss"] == "full")
+    assert cl.loc[mask, "ratio"].item() == 100.0
     row = next(r for r in dynamics_rows(cl) if r["claim"] == "grad_norm_mean")
-    assert "toy: full loss ratio" in row["measured"] and "lm: full loss ratio" in row["measured"]
-    assert row["verdict"] == "does not hold"  # the lm run's 100x decides: the weakest run
-    paths = dynamics_figure(pd.concat([a.assign(run="toy"), b.assign(run="lm")]), tmp_path)
-    assert [p.stem for p in paths] == ["dynamics_toy", "dynamics_lm"]
+    assert f"{toy}: full loss ratio" in row["measured"] and f"{lm}: full" in row["measured"]
+    assert row["verdict"] == "does not hold"  # the lm study's 100x decides: the weakest
+    paths = dynamics_figure(comp.runs.tables["dynamics"], tmp_path)
+    assert [p.stem for p in paths] == ["dynamics_1_toy_seed_0", "dynamics_2_pkg_lm_seed_42"]
+
+
+def test_studies_differing_only_in_other_settings_get_numbered_labels() -> None:
+    from thoughtgrad.report.studies import label_studies
+
+    dyn = pd.DataFrame({"run": ["a", "b", "c"], "regime": ["cot", "cot", "cot"]})
+    other = _config("m", "cot", 1)
+    other["train"]["steps"] = 60
+    got = label_studies(dyn, {"a": {"dynamics_cot": {"config": _config("m", "cot", 1)}},
+                              "b": {"dynamics_cot": {"config": other}}, "c": {}})
+    assert got["study"].tolist() == ["m (seed 1)", "m (seed 1) #2", "c"]

@@ -344,6 +344,9 @@ def compare_runs(paths: Sequence[str | os.PathLike[str]], cfg: CompareConfig | N
         top = top_samples(runs.tables["spectra_samples"])
         if not top.empty:
             comp.tables["top_samples"] = top
+    if "dynamics" in runs.tables:  # the figure and the summary group by study
+        runs.tables["dynamics"] = studies.label_studies(runs.tables["dynamics"],
+                                                        runs.manifests)
     comp.tables.update(studies.summarise(runs.tables, comp.notes))
     add_claims(comp)  # seeds 001/002 per model and control, then all five seeds
     return comp

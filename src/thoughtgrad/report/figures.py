@@ -122,12 +122,13 @@ def error_bars(errors: pd.DataFrame, out_dir: Path) -> list[Path]:
 def dynamics_figure(dyn: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Training dynamics, regimes side by side: loss, gradient norm with spikes marked,
     cosine to the previous gradient, lambda_max where measured, distance from init. One
-    figure per run when the rows come from several (a toy model and a trained LM are
-    never drawn on one axis)."""
-    runs = list(dict.fromkeys(dyn["run"])) if "run" in dyn else []
-    if len(runs) > 1:
-        return [p for r in runs for p in _dynamics_figure(dyn[dyn["run"] == r], out_dir,
-                                                          f"dynamics_{slug(str(r))}", str(r))]
+    figure per study when the rows come from several (a ``study`` column: a toy model and a
+    trained LM are never drawn on one axis)."""
+    studies = list(dict.fromkeys(dyn["study"])) if "study" in dyn else []
+    if len(studies) > 1:
+        return [p for i, r in enumerate(studies)
+                for p in _dynamics_figure(dyn[dyn["study"] == r], out_dir,
+                                          f"dynamics_{i + 1}_{slug(str(r))}", str(r))]
     return _dynamics_figure(dyn, out_dir, "dynamics", None)
 
 
@@ -169,7 +170,7 @@ def _dynamics_figure(dyn: pd.DataFrame, out_dir: Path, name: str, title: str | N
                                    fontsize=7)
     legend_below(fig, axes, "regime (x / + marks a gradient-norm spike)")
     if title:
-        fig.suptitle(f"run {title}", fontsize=9)
+        fig.suptitle(title, fontsize=9)
     return [save(fig, out_dir, name)]
 
 

@@ -72,13 +72,13 @@ def spectra_rows(claims: pd.DataFrame | None) -> list[dict[str, str]]:
 
 
 def dynamics_rows(table: pd.DataFrame | None) -> list[dict[str, str]]:
-    """One row per claim; with several runs (a ``run`` column) each run's ratios are named
-    and the verdict is the weakest run's."""
+    """One row per claim; with several studies (a ``study`` column) each study's ratios are
+    named and the verdict is the weakest study's."""
     if table is None or table.empty or "ratio" not in table:
         return [_row("000", k, words, NOT_IN_RUNS, "-", NOT_MEASURABLE, "dynamics")
                 for k, (words, _) in DYNAMICS_DIRECTIONS.items()]
-    runs = list(dict.fromkeys(table["run"])) if "run" in table else [None]
-    regimes = [c for c in table.columns if c not in ("run", "claim", "loss", "ratio")]
+    runs = list(dict.fromkeys(table["study"])) if "study" in table else [None]
+    regimes = [c for c in table.columns if c not in ("study", "claim", "loss", "ratio")]
     order = (FAILS, HOLDS_ONLY_FULL, HOLDS)
     out = []
     for key, (words, side) in DYNAMICS_DIRECTIONS.items():
@@ -89,7 +89,7 @@ def dynamics_rows(table: pd.DataFrame | None) -> list[dict[str, str]]:
 
         verdicts, texts = [], []
         for run in runs:
-            sub = table if run is None else table[table["run"] == run]
+            sub = table if run is None else table[table["study"] == run]
             got = {str(loss): float(r) for loss, r in
                    zip(sub.loc[sub["claim"] == key, "loss"],
                        sub.loc[sub["claim"] == key, "ratio"], strict=True)}

@@ -23,6 +23,10 @@ surprisal and test-time compute. Tables in, tables out; missing columns become n
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 
 from thoughtgrad.evaluate.tables import REGIME_ORDER
@@ -79,20 +83,59 @@ def dynamics_tables(df: pd.DataFrame, notes: list[str]) -> dict[str, pd.DataFram
     and ``dynamics_claims`` (empty unless both ``cot`` and ``half`` are present), both
     from one :func:`~thoughtgrad.report.dynamics_summary.summarize` of the rows. Runs without the
     answer-only control (no ``grad_norm_answer``) show no answer-only spike count or claims
-    rather than zeros. Rows from several runs (a toy model and a trained LM, or one model
-    under several seeds: one run directory each) are summarised per run, with a ``run``
-    column first, never pooled."""
+    rather than zeros. Rows of several studies (a ``study`` column, :func:`label_studies`:
+    a toy model and a trained LM, or one model under several seeds) are summarised per
+    study, with a ``study`` column first, never pooled."""
     if not _need("dynamics", df, ("regime", "step", "loss"), notes):
         return {}
-    runs = list(dict.fromkeys(df["run"])) if "run" in df else []
-    if len(runs) < 2:
+    studies = list(dict.fromkeys(df["study"])) if "study" in df else []
+    if len(studies) < 2:
         shown, table = _dynamics_of_run(df)
         return {"dynamics": shown, "dynamics_claims": table}
-    parts = [_dynamics_of_run(df[df["run"] == r]) for r in runs]
-    return {name: pd.concat([t.assign(run=r)[["run", *t.columns]] for r, t in
-                             zip(runs, (p[i] for p in parts), strict=True)],
+    parts = [_dynamics_of_run(df[df["study"] == r]) for r in studies]
+    return {name: pd.concat([t.assign(study=r)[["study", *t.columns]] for r, t in
+                             zip(studies, (p[i] for p in parts), strict=True)],
                             ignore_index=True)
             for i, name in enumerate(("dynamics", "dynamics_claims"))}
+
+
+STUDY_FREE = ("regime", "device", "checkpoint_every", "offload")
+"""Settings that may differ between the regimes of one dynamics study (``thoughtgrad train``
+accepts them changed in one run directory)."""
+
+
+def label_studies(dyn: pd.DataFrame, manifests: Mapping[str, Mapping[str, Any]]
+                  ) -> pd.DataFrame:
+    """``dyn`` with a ``study`` column: rows whose runs trained the same model on the same
+    data with the same settings (their manifest's ``dynamics_<regime>`` config, all but
+    :data:`STUDY_FREE`) are one study, wherever they were written (the demo writes each
+    regime to its own directory). The label is the model and the seed, with ``#2``, ``#3``
+    for studies that differ elsewhere; a run without a config is a study of its own."""
+    if "run" not in dyn or "regime" not in dyn or dyn.empty:
+        return dyn
+
+    def strip(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: strip(x) for k, x in v.items() if k not in STUDY_FREE}
+        return v
+
+    keys: dict[tuple[str, str], str] = {}
+    names: dict[str, str] = {}
+    for run, regime in dict.fromkeys(zip(dyn["run"], dyn["regime"], strict=True)):
+        entry = (manifests.get(run) or {}).get(f"dynamics_{regime}") or {}
+        cfg = entry.get("config") if isinstance(entry, Mapping) else None
+        if not isinstance(cfg, Mapping):
+            keys[(run, regime)] = key = f"run:{run}"
+            names.setdefault(key, str(run))
+            continue
+        keys[(run, regime)] = key = json.dumps(strip(cfg), sort_keys=True, default=str)
+        if key not in names:
+            seed = (cfg.get("train") or {}).get("seed")
+            label = f"{cfg.get('model')} (seed {seed})"
+            taken = sum(1 for n in names.values() if n == label or n.startswith(label + " #"))
+            names[key] = label if not taken else f"{label} #{taken + 1}"
+    study = [names[keys[(r, g)]] for r, g in zip(dyn["run"], dyn["regime"], strict=True)]
+    return dyn.assign(study=study)
 
 
 def _dynamics_of_run(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
