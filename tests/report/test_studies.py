@@ -77,7 +77,8 @@ def test_two_studies_are_summarised_and_judged_apart(tmp_path) -> None:
     mask = (cl["study"] == lm) & (cl["claim"] == "grad_norm_mean") & (cl["loss"] == "full")
     assert cl.loc[mask, "ratio"].item() == 100.0
     row = next(r for r in dynamics_rows(cl) if r["claim"] == "grad_norm_mean")
-    assert f"{toy}: full loss ratio" in row["measured"] and f"{lm}: full" in row["measured"]
+    assert f"{toy}: full loss cot / half = " in row["measured"]
+    assert f"{lm}: full loss cot / half = 100 / 1 (ratio 100)" in row["measured"]
     assert row["verdict"] == "does not hold"  # the lm study's 100x decides: the weakest
     paths = dynamics_figure(comp.runs.tables["dynamics"], tmp_path)
     assert [p.stem for p in paths] == ["dynamics_1_toy_seed_0", "dynamics_2_pkg_lm_seed_42"]
@@ -92,3 +93,29 @@ def test_studies_differing_only_in_other_settings_get_numbered_labels() -> None:
     got = label_studies(dyn, {"a": {"dynamics_cot": {"config": _config("m", "cot", 1)}},
                               "b": {"dynamics_cot": {"config": other}}, "c": {}})
     assert got["study"].tolist() == ["m (seed 1)", "m (seed 1) #2", "c"]
+
+
+def test_dynamics_verdicts_read_the_values_not_a_ratio_through_zero_or_below() -> None:
+    """25 spikes under cot and none under half is 'does not hold' (the ratio is undefined);
+    a mean cosine of 0.15 under cot against -0.02 under half is 'more coherent' (the ratio,
+    -7.5, is below 1); no spikes in either regime is not measurable."""
+    from thoughtgrad.report.seed_claims import dynamics_rows
+
+    def table(claim: str, full: tuple[float, float], answer: tuple[float, float]
+              ) -> pd.DataFrame:
+        return pd.DataFrame([{"claim": claim, "loss": loss, "cot": a, "half": b,
+                              "ratio": a / b if b else np.nan}
+                             for loss, (a, b) in (("full", full), ("answer", answer))])
+
+    def verdict(t: pd.DataFrame, claim: str) -> str:
+        return next(r for r in dynamics_rows(t) if r["claim"] == claim)["verdict"]
+
+    assert verdict(table("spikes", (25, 0), (76, 0)), "spikes") == "does not hold"
+    assert verdict(table("spikes", (0, 3), (0, 2)), "spikes") == "holds"
+    assert verdict(table("spikes", (0, 0), (1, 0)), "spikes") == "not measurable here"
+    cos = table("cos_prev_mean", (0.13, 0.12), (0.15, -0.02))
+    assert verdict(cos, "cos_prev_mean") == "holds"
+    assert "answer loss cot / half = 0.15 / -0.02" in next(
+        r for r in dynamics_rows(cos) if r["claim"] == "cos_prev_mean")["measured"]
+    lam = table("lambda_max_mean", (86, 99), (1414, 1055))
+    assert verdict(lam, "lambda_max_mean") == "holds only with the full-response loss"

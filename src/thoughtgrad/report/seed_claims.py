@@ -8,8 +8,8 @@ comparison already computed (tables in, table out):
 * 001 / 002 (layer spectra): the rows of :func:`thoughtgrad.report.claims.claims_table`,
   one per claim, the weakest verdict over models;
 * 000 (training dynamics): ``dynamics_claims`` (ratio CoT / other regime, full loss and the
-  answer-only control) - one training run per regime, so no interval: the verdict reads
-  the point ratios (:data:`DYNAMICS_DIRECTIONS`);
+  answer-only control) - one training run per regime, so no interval: the verdict compares
+  the two regimes' point values (:data:`DYNAMICS_DIRECTIONS`);
 * 003 (toy CoT lab): the raw ``accuracy`` rows at the largest K (bootstrap intervals of
   each regime's accuracy);
 * 004 (test-time compute): the ``scale`` rows, accuracy at the largest vs the smallest
@@ -40,8 +40,9 @@ DYNAMICS_DIRECTIONS: dict[str, tuple[str, str]] = {
     "cos_prev_mean": ("more coherent consecutive gradients under CoT", "above"),
     "lambda_max_mean": ("flatter curvature (smaller lambda_max) under CoT", "below"),
 }
-"""Seed 000's claims: the summary column and whether the CoT / other ratio must be below or
-above 1 for the claim to hold (a point rule: one run per regime gives no interval)."""
+"""Seed 000's claims: the summary column and whether the CoT value must be below or above
+the other regime's for the claim to hold (a point rule: one run per regime gives no
+interval; equal values, such as no spikes in either, are not measurable)."""
 
 COLUMNS = ("seed", "claim", "seed's words", "measured", "control", "verdict", "section")
 
@@ -82,18 +83,21 @@ def dynamics_rows(table: pd.DataFrame | None) -> list[dict[str, str]]:
     order = (FAILS, HOLDS_ONLY_FULL, HOLDS)
     out = []
     for key, (words, side) in DYNAMICS_DIRECTIONS.items():
-        def ok(r: float, side: str = side) -> bool | None:
-            if not math.isfinite(r):
+        def ok(a: float, b: float, side: str = side) -> bool | None:
+            """The claim's direction read on the two regimes' values themselves: a ratio
+            says nothing when the other regime's value is 0 (no spikes) or negative (a
+            mean cosine below 0)."""
+            if not (math.isfinite(a) and math.isfinite(b)) or a == b:
                 return None
-            return r < 1 if side == "below" else r > 1
+            return a < b if side == "below" else a > b
 
         verdicts, texts = [], []
         for run in runs:
             sub = table if run is None else table[table["study"] == run]
-            got = {str(loss): float(r) for loss, r in
-                   zip(sub.loc[sub["claim"] == key, "loss"],
-                       sub.loc[sub["claim"] == key, "ratio"], strict=True)}
-            full, answer = ok(got.get("full", math.nan)), ok(got.get("answer", math.nan))
+            sub = sub[sub["claim"] == key]
+            got = {str(r["loss"]): (float(r[regimes[0]]), float(r[regimes[1]]),
+                                    float(r["ratio"])) for _, r in sub.iterrows()}
+            full, answer = (ok(*got[k][:2]) if k in got else None for k in ("full", "answer"))
             if full is None:
                 verdicts.append(NOT_MEASURABLE)
             elif not full:
@@ -102,8 +106,10 @@ def dynamics_rows(table: pd.DataFrame | None) -> list[dict[str, str]]:
                 verdicts.append(HOLDS_ONLY_FULL)
             else:
                 verdicts.append(HOLDS)
-            text = ", ".join(f"{loss} loss ratio {' / '.join(regimes[:2])} = {r:.3g}"
-                             for loss, r in got.items())
+            text = ", ".join(f"{loss} loss {' / '.join(regimes[:2])} = {a:.3g} / {b:.3g}"
+                             + (f" (ratio {r:.3g})" if math.isfinite(r) and min(a, b) > 0
+                                else "")
+                             for loss, (a, b, r) in got.items())
             if text:
                 texts.append(text if run is None else f"{run}: {text}")
         measured = [v for v in verdicts if v in order]
