@@ -105,7 +105,9 @@ def file_examples(path: str | Path, tokenizer: Any, regime: str, *, seed: int,
                                    prompt=r.prompt)
             full = encode(tokenizer, r.prompt, resp, full_cfg)
             ans = encode(tokenizer, r.prompt, resp, ans_cfg)
-            if encode(tokenizer, r.prompt, r.output, full_cfg).truncated:
+            longest = full if resp == r.output else encode(tokenizer, r.prompt, r.output,
+                                                           full_cfg)
+            if longest.truncated:
                 raise EncodeError(f"its full (cot) response does not fit max_length "
                                   f"{max_length}: left out of every regime")
         except (EncodeError, ValueError) as exc:

@@ -73,12 +73,12 @@ def spectra_rows(claims: pd.DataFrame | None) -> list[dict[str, str]]:
 
 
 def dynamics_rows(table: pd.DataFrame | None) -> list[dict[str, str]]:
-    """One row per claim; with several studies (a ``study`` column) each study's ratios are
+    """One row per claim; with several studies (a ``study`` column) each study's values are
     named and the verdict is the weakest study's."""
     if table is None or table.empty or "ratio" not in table:
         return [_row("000", k, words, NOT_IN_RUNS, "-", NOT_MEASURABLE, "dynamics")
                 for k, (words, _) in DYNAMICS_DIRECTIONS.items()]
-    runs = list(dict.fromkeys(table["study"])) if "study" in table else [None]
+    studies = list(dict.fromkeys(table["study"])) if "study" in table else [None]
     regimes = [c for c in table.columns if c not in ("study", "claim", "loss", "ratio")]
     order = (FAILS, HOLDS_ONLY_FULL, HOLDS)
     out = []
@@ -92,8 +92,8 @@ def dynamics_rows(table: pd.DataFrame | None) -> list[dict[str, str]]:
             return a < b if side == "below" else a > b
 
         verdicts, texts = [], []
-        for run in runs:
-            sub = table if run is None else table[table["study"] == run]
+        for study in studies:
+            sub = table if study is None else table[table["study"] == study]
             sub = sub[sub["claim"] == key]
             got = {str(r["loss"]): (float(r[regimes[0]]), float(r[regimes[1]]),
                                     float(r["ratio"])) for _, r in sub.iterrows()}
@@ -111,7 +111,7 @@ def dynamics_rows(table: pd.DataFrame | None) -> list[dict[str, str]]:
                                 else "")
                              for loss, (a, b, r) in got.items())
             if text:
-                texts.append(text if run is None else f"{run}: {text}")
+                texts.append(text if study is None else f"{study}: {text}")
         measured = [v for v in verdicts if v in order]
         verdict = min(measured, key=order.index) if measured else NOT_MEASURABLE
         out.append(_row("000", key, words, "; ".join(texts) or NOT_IN_RUNS,

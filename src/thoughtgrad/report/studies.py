@@ -90,9 +90,9 @@ def dynamics_tables(df: pd.DataFrame, notes: list[str]) -> dict[str, pd.DataFram
         return {}
     studies = list(dict.fromkeys(df["study"])) if "study" in df else []
     if len(studies) < 2:
-        shown, table = _dynamics_of_run(df)
+        shown, table = _dynamics_of_study(df)
         return {"dynamics": shown, "dynamics_claims": table}
-    parts = [_dynamics_of_run(df[df["study"] == r]) for r in studies]
+    parts = [_dynamics_of_study(df[df["study"] == r]) for r in studies]
     return {name: pd.concat([t.assign(study=r)[["study", *t.columns]] for r, t in
                              zip(studies, (p[i] for p in parts), strict=True)],
                             ignore_index=True)
@@ -138,8 +138,8 @@ def label_studies(dyn: pd.DataFrame, manifests: Mapping[str, Mapping[str, Any]]
     return dyn.assign(study=study)
 
 
-def _dynamics_of_run(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One run's ``dynamics`` summary and ``dynamics_claims`` (see :func:`dynamics_tables`)."""
+def _dynamics_of_study(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One study's ``dynamics`` summary and ``dynamics_claims`` (see :func:`dynamics_tables`)."""
     summary = summarize(df)
     rank = {r: i for i, r in enumerate(REGIME_ORDER)}
     shown = summary.sort_values("regime", key=lambda s: s.map(lambda r: rank.get(r, len(rank))),
