@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import gc
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -93,6 +94,14 @@ def launched(world: World | None = None) -> Iterator[World]:
                                          world_size=world.size, timeout=TIMEOUT)
     try:
         yield world
+        # A clean end: free what still holds the group (DistributedDataParallel's reducer
+        # sits in reference cycles) while the group is alive, and let no rank tear the group
+        # down while another still works in it. A rank that ended early and tore it down
+        # at once aborted at exit under gloo ("terminate called without an active
+        # exception", exit -6) now and then, and the launcher called the whole job failed.
+        gc.collect()
+        with contextlib.suppress(RuntimeError):  # a peer that failed has closed its side
+            torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
