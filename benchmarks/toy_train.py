@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from thoughtgrad.experiments.toy import ToyConfig, split_for, toy_batches, train_regimes
 from thoughtgrad.models.gpt_mini import GPTMini
 from thoughtgrad.tasks.toy import get_task
-from thoughtgrad.train.sft import TrainConfig, lm_loss, train
+from thoughtgrad.train.sft import TrainConfig, lm_loss, logits_of, train
 
 GEMM_N = 1024
 
@@ -100,9 +100,9 @@ def part_one(args: argparse.Namespace, cfg: ToyConfig, all_threads: int) -> None
             opt.step()
         return time.perf_counter() - t0
 
-    def bf16_loss(model, b):
+    def bf16_loss(model, b):  # the loop's own loss, its forward under bf16 autocast
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(b.input_ids, lengths=b.attention_mask.sum(1)).logits
+            logits = logits_of(model, b)
         return lm_loss(logits.float(), b.labels)
 
     variants = {f"today ({all_threads} thr)": lambda: loop(all_threads),

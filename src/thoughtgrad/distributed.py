@@ -101,7 +101,7 @@ def launched(world: World | None = None) -> Iterator[World]:
         # exception", exit -6) now and then, and the launcher called the whole job failed.
         gc.collect()
         with contextlib.suppress(RuntimeError):  # a peer that failed has closed its side
-            torch.distributed.barrier()
+            barrier(world)
     finally:
         torch.distributed.destroy_process_group()
 

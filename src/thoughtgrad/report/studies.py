@@ -24,6 +24,7 @@ surprisal and test-time compute. Tables in, tables out; missing columns become n
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,6 +122,7 @@ def label_studies(dyn: pd.DataFrame, manifests: Mapping[str, Mapping[str, Any]]
 
     keys: dict[tuple[str, str], str] = {}
     names: dict[str, str] = {}
+    seen: Counter[str] = Counter()
     for run, regime in dict.fromkeys(zip(dyn["run"], dyn["regime"], strict=True)):
         entry = (manifests.get(run) or {}).get(f"dynamics_{regime}") or {}
         cfg = entry.get("config") if isinstance(entry, Mapping) else None
@@ -132,8 +134,8 @@ def label_studies(dyn: pd.DataFrame, manifests: Mapping[str, Mapping[str, Any]]
         if key not in names:
             seed = (cfg.get("train") or {}).get("seed")
             label = f"{cfg.get('model')} (seed {seed})"
-            taken = sum(1 for n in names.values() if n == label or n.startswith(label + " #"))
-            names[key] = label if not taken else f"{label} #{taken + 1}"
+            seen[label] += 1
+            names[key] = label if seen[label] == 1 else f"{label} #{seen[label]}"
     study = [names[keys[(r, g)]] for r, g in zip(dyn["run"], dyn["regime"], strict=True)]
     return dyn.assign(study=study)
 
